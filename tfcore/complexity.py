@@ -1,0 +1,117 @@
+"""Counting parameters, FLOPs and memory (lesson 08). A multiply-add counts as 2 FLOPs.
+
+    attention scores and mixing (QK^T, AV):  4 B h T^2 d_head
+    projections (Q, K, V, O, MHA):           8 B T d_model^2
+    MLP at 4x expansion:                     16 B T d_model^2
+    KV cache:                                2 * n_layers * B * T * h_kv * d_head * bytes
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from tfcore._checks import require_positive_int
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Sum of ``numel`` over the model's parameters; a tied matrix counts once."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def attention_params(d_model: int, n_heads: int, n_kv_heads: int | None = None, bias: bool = True) -> int:
+    """W_Q, W_O (d_model x d_model) and W_K, W_V (d_model x h_kv d_head), plus biases: 4 d^2 + 4 d for MHA."""
+    n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+    kv_width = n_kv_heads * (d_model // n_heads)
+    weights = 2 * d_model * d_model + 2 * d_model * kv_width
+    return weights + ((2 * d_model + 2 * kv_width) if bias else 0)
+
+
+def mlp_params(d_model: int, d_ff: int, kind: str = "gelu", bias: bool = True) -> int:
+    """2 d_model d_ff (+ biases) for an MLP; 3 d_model d_ff (+ biases) for SwiGLU."""
+    if kind == "swiglu":
+        return 3 * d_model * d_ff + ((2 * d_ff + d_model) if bias else 0)
+    return 2 * d_model * d_ff + ((d_ff + d_model) if bias else 0)
+
+
+def norm_params(d_model: int, kind: str = "layer", bias: bool = True) -> int:
+    """LayerNorm: gain and shift (2 d); RMSNorm: gain only (d)."""
+    return d_model * (2 if kind == "layer" and bias else 1)
+
+
+def parameter_count(config) -> dict[str, int]:
+    """Parameters of ``Transformer(config)`` by part, from the formulas alone; ``"total"`` sums them."""
+    c = config
+    attn = attention_params(c.d_model, c.n_heads, c.n_kv_heads, c.bias)
+    mlp = mlp_params(c.d_model, c.d_ff, c.mlp, c.bias)
+    norm = norm_params(c.d_model, c.norm, c.bias)
+    n_norms_per_block = 1 if c.placement == "parallel" else 2
+    block = attn + mlp + n_norms_per_block * norm
+    decoder_layers = 0 if c.architecture == "encoder" else c.n_layers
+    encoder_layers = {"decoder": 0, "encoder": c.n_layers, "encoder-decoder": c.n_encoder_layers}[c.architecture]
+    cross = (attn + norm) * decoder_layers if c.architecture == "encoder-decoder" else 0
+    final_norms = 0 if c.placement == "post" else norm * (1 + (c.architecture == "encoder-decoder"))
+    parts = {
+        "embedding": c.vocab_size * c.d_model,
+        "positions": c.max_seq_len * c.d_model if c.positions == "learned" else
+                     2 * 32 * c.n_heads if c.positions == "t5" else 0,
+        "blocks": block * (decoder_layers + encoder_layers),
+        "cross_attention": cross,
+        "final_norms": final_norms,
+        "unembedding": 0 if c.tie_weights else c.vocab_size * c.d_model,
+    }
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def attention_flops(batch: int, n_heads: int, seq_len: int, d_head: int) -> int:
+    """QK^T and AV of dense attention: 2 matmuls of 2 B h T^2 d_head FLOPs each = 4 B h T^2 d_head."""
+    for name, v in (("batch", batch), ("n_heads", n_heads), ("seq_len", seq_len), ("d_head", d_head)):
+        require_positive_int(name, v)
+    return 4 * batch * n_heads * seq_len * seq_len * d_head
+
+
+def projection_flops(batch: int, seq_len: int, d_model: int, n_heads: int, n_kv_heads: int | None = None) -> int:
+    """Q, K, V and output projections: 2 B T (params without biases) = 8 B T d^2 for MHA."""
+    return 2 * batch * seq_len * attention_params(d_model, n_heads, n_kv_heads, bias=False)
+
+
+def mlp_flops(batch: int, seq_len: int, d_model: int, d_ff: int, kind: str = "gelu") -> int:
+    """2 B T (MLP weights) = 16 B T d^2 at d_ff = 4 d."""
+    return 2 * batch * seq_len * mlp_params(d_model, d_ff, kind, bias=False)
+
+
+def block_flops(batch: int, seq_len: int, d_model: int, n_heads: int, d_ff: int) -> dict[str, int]:
+    """Forward FLOPs of one MHA block by part."""
+    parts = {
+        "attention": attention_flops(batch, n_heads, seq_len, d_model // n_heads),
+        "projections": projection_flops(batch, seq_len, d_model, n_heads),
+        "mlp": mlp_flops(batch, seq_len, d_model, d_ff),
+    }
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def attention_overtakes_linear(d_model: int, d_ff: int | None = None) -> float:
+    """The T where 4 B T^2 d equals the projections + MLP, 2 B T (4 d^2 + 2 d d_ff): T = 6 d at d_ff = 4 d."""
+    d_ff = 4 * d_model if d_ff is None else d_ff
+    return (8 * d_model**2 + 4 * d_model * d_ff) / (4 * d_model)
+
+
+def score_memory_bytes(batch: int, n_heads: int, seq_len: int, bytes_per_value: int = 4) -> int:
+    """The B h T^2 scores naive attention materialises, in bytes."""
+    return batch * n_heads * seq_len * seq_len * bytes_per_value
+
+
+def kv_cache_bytes(n_layers: int, batch: int, seq_len: int, n_kv_heads: int, d_head: int, bytes_per_value: int) -> int:
+    """Keys and values of every layer: 2 * n_layers * B * T * h_kv * d_head * bytes."""
+    for name, v in (("n_layers", n_layers), ("batch", batch), ("seq_len", seq_len), ("n_kv_heads", n_kv_heads),
+                    ("d_head", d_head), ("bytes_per_value", bytes_per_value)):
+        require_positive_int(name, v)
+    return 2 * n_layers * batch * seq_len * n_kv_heads * d_head * bytes_per_value
+
+
+def training_flops_per_token(config, seq_len: int) -> int:
+    """About 6 N (forward 2 N, backward 4 N) for the weights plus 12 L T d for attention (non-embedding N)."""
+    c = config
+    n = parameter_count(c)["blocks"] + parameter_count(c)["cross_attention"]
+    return 6 * n + 12 * c.n_layers * seq_len * c.d_model

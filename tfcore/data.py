@@ -1,0 +1,112 @@
+"""Data for the lessons: a character tokenizer, the bundled Shakespeare corpus, synthetic tasks.
+
+Everything here works offline: the corpus ships inside the package (``tfcore/corpus``).
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from importlib import resources
+
+import torch
+from torch import Tensor
+
+from tfcore._checks import require_ndim, require_positive_int
+
+
+def load_shakespeare() -> str:
+    """The tiny Shakespeare corpus (about 1.1 M characters, public domain) as one string."""
+    with resources.files("tfcore").joinpath("corpus/tinyshakespeare.txt.gz").open("rb") as f:
+        return gzip.decompress(f.read()).decode("utf-8")
+
+
+@dataclass
+class CharTokenizer:
+    """One token per distinct character of a text, ids in sorted character order."""
+
+    chars: list[str]
+
+    @classmethod
+    def from_text(cls, text: str) -> "CharTokenizer":
+        return cls(sorted(set(text)))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    def encode(self, text: str) -> Tensor:
+        """str -> (len(text),) int64 ids; unknown characters raise a ValueError naming them."""
+        index = {c: i for i, c in enumerate(self.chars)}
+        unknown = sorted(set(text) - index.keys())
+        if unknown:
+            raise ValueError(f"text has characters outside the vocabulary: {unknown[:10]}")
+        return torch.tensor([index[c] for c in text], dtype=torch.long)
+
+    def decode(self, ids: Tensor | list[int]) -> str:
+        """(T,) ids -> str."""
+        return "".join(self.chars[int(i)] for i in ids)
+
+
+def shakespeare_splits(val_fraction: float = 0.1) -> tuple[CharTokenizer, Tensor, Tensor]:
+    """(tokenizer, train ids, validation ids): the last ``val_fraction`` of the text is held out."""
+    text = load_shakespeare()
+    tok = CharTokenizer.from_text(text)
+    ids = tok.encode(text)
+    n_train = int(len(ids) * (1 - val_fraction))
+    return tok, ids[:n_train], ids[n_train:]
+
+
+def random_batch(data: Tensor, batch_size: int, block_size: int, generator: torch.Generator | None = None) -> Tensor:
+    """Random windows of ``block_size + 1`` ids from a 1-D corpus: (B, block_size + 1).
+
+    Feed ``batch[:, :-1]`` and predict ``batch[:, 1:]`` (or use ``lm_loss`` on the whole window).
+    """
+    require_ndim("data", data, 1, "(N,)")
+    require_positive_int("batch_size", batch_size)
+    require_positive_int("block_size", block_size)
+    if len(data) <= block_size + 1:
+        raise ValueError(f"data has {len(data)} tokens, too few for block_size={block_size}")
+    starts = torch.randint(len(data) - block_size - 1, (batch_size,), generator=generator)
+    return torch.stack([data[s : s + block_size + 1] for s in starts.tolist()])
+
+
+def induction_batch(batch_size: int, half_len: int, vocab_size: int, generator: torch.Generator | None = None) -> Tensor:
+    """Repeated random sequences (B, 2 * half_len): the second half copies the first.
+
+    A model can only predict the second half by finding where the current token appeared
+    before and copying what followed it: the job of an induction head.
+    """
+    first = torch.randint(vocab_size, (batch_size, half_len), generator=generator)
+    return torch.cat((first, first), dim=1)
+
+
+def copy_batch(batch_size: int, length: int, vocab_size: int, generator: torch.Generator | None = None) -> Tensor:
+    """A random sequence, a separator (id ``vocab_size``), the same sequence again: (B, 2 * length + 1)."""
+    seq = torch.randint(vocab_size, (batch_size, length), generator=generator)
+    sep = torch.full((batch_size, 1), vocab_size)
+    return torch.cat((seq, sep, seq), dim=1)
+
+
+DIGIT_BOS = 10  # start-of-target token for the digit tasks; digits are ids 0..9, vocab_size 11
+
+
+def digit_task_batch(
+    task: str, batch_size: int, length: int, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """A toy transduction task on digit strings for encoder-decoder models.
+
+    task: "reverse" | "sort" | "copy". Returns source (B, L), decoder input (B, L) =
+    [BOS, y_0, ..., y_{L-2}] (teacher forcing) and target (B, L) = y.
+    """
+    source = torch.randint(10, (batch_size, length), generator=generator)
+    if task == "reverse":
+        target = source.flip(1)
+    elif task == "sort":
+        target = source.sort(dim=1).values
+    elif task == "copy":
+        target = source.clone()
+    else:
+        raise ValueError(f"task must be 'reverse', 'sort' or 'copy', got {task!r}")
+    decoder_input = torch.cat((torch.full((batch_size, 1), DIGIT_BOS), target[:, :-1]), dim=1)
+    return source, decoder_input, target

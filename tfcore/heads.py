@@ -1,0 +1,227 @@
+"""Multi-head attention (lesson 03): split, attend per head, merge, project.
+
+    head_i = Attn(X W_Q^i, X W_K^i, X W_V^i)
+    MHA(X) = Concat(head_1, ..., head_h) W_O
+
+With ``n_kv_heads < n_heads`` (GQA; MQA when ``n_kv_heads == 1``), query head i
+uses key/value head ``i // (n_heads / n_kv_heads)``, and the KV cache shrinks by
+that factor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tfcore._checks import require_ndim, require_positive_int, require_same_size
+from tfcore.attention import scaled_dot_product_attention
+from tfcore.masks import causal_mask, combine_masks, to_additive
+from tfcore.positions import rope
+
+BACKENDS = ("naive", "sdpa", "tiled", "triton")
+
+
+def split_heads(x: Tensor, n_heads: int) -> Tensor:
+    """(B, T, d_model) -> (B, n_heads, T, d_head) by a view and a transpose."""
+    require_ndim("x", x, 3, "(B, T, d_model)")
+    require_positive_int("n_heads", n_heads)
+    b, t, d_model = x.shape
+    if d_model % n_heads:
+        raise ValueError(f"x has d_model={d_model}, which n_heads={n_heads} does not divide")
+    return x.view(b, t, n_heads, d_model // n_heads).transpose(1, 2)
+
+
+def merge_heads(x: Tensor) -> Tensor:
+    """(B, h, T, d_head) -> (B, T, h * d_head), the inverse of ``split_heads``."""
+    require_ndim("x", x, 4, "(B, h, T, d_head)")
+    b, h, t, d_head = x.shape
+    return x.transpose(1, 2).reshape(b, t, h * d_head)
+
+
+def repeat_kv(x: Tensor, n_rep: int) -> Tensor:
+    """(B, h_kv, T, d) -> (B, h_kv * n_rep, T, d); query head i reads key/value head i // n_rep."""
+    require_ndim("x", x, 4, "(B, h_kv, T, d_head)")
+    require_positive_int("n_rep", n_rep)
+    if n_rep == 1:
+        return x
+    b, h_kv, t, d = x.shape
+    return x[:, :, None].expand(b, h_kv, n_rep, t, d).reshape(b, h_kv * n_rep, t, d)
+
+
+@dataclass
+class KVCache:
+    """Keys and values seen so far by one attention layer, each (B, h_kv, T_cached, d_head)."""
+
+    k: Tensor | None = None
+    v: Tensor | None = None
+    static: bool = False  # True for cross-attention: the encoder's K/V are computed once
+
+    @property
+    def length(self) -> int:
+        return 0 if self.k is None else self.k.shape[2]
+
+    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Add the new (B, h_kv, T_new, d_head) keys/values; return everything cached."""
+        self.k = k if self.k is None else torch.cat((self.k, k), dim=2)
+        self.v = v if self.v is None else torch.cat((self.v, v), dim=2)
+        return self.k, self.v
+
+
+@dataclass
+class ModelCache:
+    """One ``KVCache`` per layer (and per cross-attention layer) for ``generate``."""
+
+    self_attn: list[KVCache] = field(default_factory=list)
+    cross_attn: list[KVCache] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, n_layers: int) -> "ModelCache":
+        return cls([KVCache() for _ in range(n_layers)], [KVCache(static=True) for _ in range(n_layers)])
+
+    @property
+    def length(self) -> int:
+        return self.self_attn[0].length if self.self_attn else 0
+
+
+def attend(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | None,
+    is_causal: bool,
+    scale: float | None,
+    backend: str = "naive",
+    return_weights: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """Run attention with one of the backends. q (B, h, T_q, d); k, v (B, h_kv, T_k, d).
+
+    mask: bool or additive float, broadcastable to (B, h, T_q, T_k). Returns the output
+    (B, h, T_q, d) and the weights (B, h, T_q, T_k) when asked (``"naive"`` only).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if return_weights and backend != "naive":
+        raise ValueError(f"attention weights are only materialised by the 'naive' backend, not {backend!r}")
+    n_rep = q.shape[1] // k.shape[1]
+    if backend == "naive":
+        out = scaled_dot_product_attention(
+            q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), mask=mask, is_causal=is_causal, scale=scale,
+            return_weights=return_weights,
+        )
+        return out if return_weights else (out, None)
+    if backend == "sdpa":
+        if is_causal:  # PyTorch aligns its causal mask to the first key; ours is aligned to the last
+            causal = causal_mask(q.shape[2], k.shape[2], device=q.device)
+            mask = causal if mask is None else (combine_masks(mask, causal) if mask.dtype == torch.bool
+                                                else mask + to_additive(causal, mask.dtype))
+        out = F.scaled_dot_product_attention(
+            q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), attn_mask=mask, scale=scale
+        )
+        return out, None
+    key_padding = _key_padding_from(mask, k.shape[0], k.shape[2], backend)
+    if backend == "tiled":
+        from tfcore.flash import flash_attention
+
+        return flash_attention(q, k, v, is_causal=is_causal, key_padding_mask=key_padding, scale=scale), None
+    from tfcore.triton_flash import triton_attention
+
+    if key_padding is not None:
+        raise ValueError("the 'triton' backend supports causal masking only, not padding masks")
+    return triton_attention(q, k, v, is_causal=is_causal, scale=scale), None
+
+
+def _key_padding_from(mask: Tensor | None, batch: int, t_k: int, backend: str) -> Tensor | None:
+    """The tiled kernels take only a key padding mask (B, T_k): accept (B, 1, 1, T_k) bool masks."""
+    if mask is None:
+        return None
+    if mask.dtype != torch.bool or mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[2] != 1:
+        raise ValueError(
+            f"the {backend!r} backend accepts is_causal and a bool key padding mask (B, 1, 1, T_k) only, "
+            f"got a {mask.dtype} mask of shape {tuple(mask.shape)}: use backend='naive' or 'sdpa'"
+        )
+    return mask[:, 0, 0, :].expand(batch, t_k)
+
+
+class MultiHeadAttention(nn.Module):
+    """Self- or cross-attention with ``n_heads`` query heads and ``n_kv_heads`` key/value heads.
+
+    x: (B, T_q, d_model) -> (B, T_q, d_model). Set ``backend`` to choose the kernel, and
+    ``capture_weights = True`` to keep the last weights (B, h, T_q, T_k) in ``last_weights``.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        n_kv_heads: int | None = None,
+        bias: bool = True,
+        dropout: float = 0.0,
+        rope_base: float | None = None,
+        rope_layout: str = "interleaved",
+        scale: float | None = None,
+    ) -> None:
+        super().__init__()
+        n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        if n_heads % n_kv_heads:
+            raise ValueError(f"n_heads={n_heads} is not a multiple of n_kv_heads={n_kv_heads}")
+        self.n_heads, self.n_kv_heads, self.d_head = n_heads, n_kv_heads, d_model // n_heads
+        if rope_base is not None and self.d_head % 2:
+            raise ValueError(f"RoPE rotates channel pairs, so d_head={self.d_head} must be even")
+        self.q_proj = nn.Linear(d_model, n_heads * self.d_head, bias=bias)  # W_Q
+        self.k_proj = nn.Linear(d_model, n_kv_heads * self.d_head, bias=bias)  # W_K
+        self.v_proj = nn.Linear(d_model, n_kv_heads * self.d_head, bias=bias)  # W_V
+        self.out_proj = nn.Linear(n_heads * self.d_head, d_model, bias=bias)  # W_O
+        self.dropout = nn.Dropout(dropout)
+        self.rope_base, self.rope_layout, self.scale = rope_base, rope_layout, scale
+        self.backend = "naive"
+        self.capture_weights = False
+        self.last_weights: Tensor | None = None
+        self.head_mask: Tensor | None = None  # (h,) multipliers for ablation: 0 removes a head
+
+    def forward(
+        self,
+        x: Tensor,
+        source: Tensor | None = None,
+        mask: Tensor | None = None,
+        is_causal: bool = False,
+        cache: KVCache | None = None,
+    ) -> Tensor:
+        """x: (B, T_q, d_model) queries; source: (B, T_k, d_model) for cross-attention (default x).
+
+        mask: bool (True = may attend) or additive float, broadcastable to (B, h, T_q, T_k).
+        With RoPE, x's tokens sit at positions cache.length .. cache.length + T_q - 1.
+        cache: a ``KVCache`` the new keys/values are appended to (decoding).
+        """
+        require_ndim("x", x, 3, "(B, T, d_model)")
+        require_same_size("x", x.shape[-1], "the layer", self.q_proj.in_features, "d_model")
+        b, t_q, _ = x.shape
+        q = self.q_proj(x).view(b, t_q, self.n_heads, self.d_head).transpose(1, 2)  # (B, h, T_q, d_head)
+        k, v = self._keys_values(x if source is None else source, cache)
+        if self.rope_base is not None and source is None:
+            start = 0 if cache is None else cache.length - t_q  # the cache already holds x's keys
+            q = rope(q, torch.arange(start, start + t_q, device=x.device), self.rope_base, self.rope_layout)
+        if self.capture_weights and self.backend != "naive":
+            raise ValueError("capture_weights needs backend='naive' (fused kernels never form the weights)")
+        out, weights = attend(q, k, v, mask, is_causal, self.scale, self.backend, self.capture_weights)
+        if self.capture_weights:
+            self.last_weights = weights.detach()
+        if self.head_mask is not None:
+            out = out * self.head_mask.to(out)[None, :, None, None]
+        return self.dropout(self.out_proj(out.transpose(1, 2).reshape(b, t_q, -1)))
+
+    def _keys_values(self, source: Tensor, cache: KVCache | None) -> tuple[Tensor, Tensor]:
+        """Project the source to keys and values (B, h_kv, T_k, d_head), using and filling the cache."""
+        if cache is not None and cache.static and cache.k is not None:
+            return cache.k, cache.v  # cross-attention: the encoder output does not change while decoding
+        b, t_k, _ = source.shape
+        k = self.k_proj(source).view(b, t_k, self.n_kv_heads, self.d_head).transpose(1, 2)
+        v = self.v_proj(source).view(b, t_k, self.n_kv_heads, self.d_head).transpose(1, 2)
+        if self.rope_base is not None and not (cache is not None and cache.static):
+            start = 0 if cache is None else cache.length
+            k = rope(k, torch.arange(start, start + t_k, device=source.device), self.rope_base, self.rope_layout)
+        return cache.append(k, v) if cache is not None else (k, v)

@@ -1,0 +1,86 @@
+"""The position-wise feed-forward network (lesson 04).
+
+FFN(x)    = W_2 phi(W_1 x + b_1) + b_2,        phi in {ReLU, GELU, GELU-tanh}
+SwiGLU(x) = W_2 (SiLU(W_1 x) * W_3 x)
+
+Every token goes through the same MLP on its own: it mixes channels, never tokens.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from tfcore._checks import require_float, require_min_ndim, require_same_size
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """GELU: ``x * Phi(x)`` exactly (``"none"``) or with the tanh approximation (``"tanh"``). Any shape."""
+    if approximate == "none":
+        return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
+    if approximate == "tanh":
+        return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
+    raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+ACTIVATIONS = {
+    "relu": torch.relu,
+    "gelu": lambda x: gelu(x, "none"),
+    "gelu_tanh": lambda x: gelu(x, "tanh"),
+    "silu": lambda x: x * torch.sigmoid(x),
+}
+
+
+def swiglu(x: Tensor, w1: Tensor, w2: Tensor, w3: Tensor) -> Tensor:
+    """``(silu(x W1^T) * (x W3^T)) W2^T`` with weights in nn.Linear layout (out, in).
+
+    x: (..., d_model); w1, w3: (d_ff, d_model); w2: (d_model, d_ff). Returns (..., d_model).
+    """
+    require_min_ndim("x", x, 1, "(..., d_model)")
+    require_float("x", x)
+    require_same_size("w1", w1.shape[-1], "x", x.shape[-1], "d_model")
+    require_same_size("w3", tuple(w3.shape), "w1", tuple(w1.shape), "shape")
+    require_same_size("w2", w2.shape[-1], "w1", w1.shape[0], "d_ff")
+    gate = x @ w1.T
+    return (gate * torch.sigmoid(gate) * (x @ w3.T)) @ w2.T
+
+
+class MLP(nn.Module):
+    """``W_2 phi(W_1 x + b_1) + b_2``. x: (..., d_model) -> (..., d_model); hidden width d_ff."""
+
+    def __init__(self, d_model: int, d_ff: int, activation: str = "gelu", bias: bool = True, dropout: float = 0.0) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        self.activation = activation
+        self.fc_in = nn.Linear(d_model, d_ff, bias=bias)  # W_1: rows are the "keys"
+        self.fc_out = nn.Linear(d_ff, d_model, bias=bias)  # W_2: columns are the "values"
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.fc_out(ACTIVATIONS[self.activation](self.fc_in(x))))
+
+
+class SwiGLU(nn.Module):
+    """``W_2 (SiLU(W_1 x) * W_3 x)``; three matrices, so d_ff ~ 8/3 d_model keeps 8 d_model^2 weights."""
+
+    def __init__(self, d_model: int, d_ff: int, bias: bool = False, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(d_model, d_ff, bias=bias)  # gate
+        self.w3 = nn.Linear(d_model, d_ff, bias=bias)  # up
+        self.w2 = nn.Linear(d_ff, d_model, bias=bias)  # down
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (..., d_model) -> (..., d_model)."""
+        gate = self.w1(x)
+        return self.dropout(self.w2(gate * torch.sigmoid(gate) * self.w3(x)))
+
+
+def make_mlp(kind: str, d_model: int, d_ff: int, bias: bool = True, dropout: float = 0.0) -> nn.Module:
+    """``"swiglu"`` -> SwiGLU; ``"relu"``, ``"gelu"``, ``"gelu_tanh"`` -> MLP with that activation."""
+    if kind == "swiglu":
+        return SwiGLU(d_model, d_ff, bias=bias, dropout=dropout)
+    return MLP(d_model, d_ff, activation=kind, bias=bias, dropout=dropout)
