@@ -33,24 +33,26 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 lab: setup
-	$(BIN)/jupyter lab --ip=127.0.0.1 --ServerApp.default_url=/lab/tree/notebooks \
+	$(BIN)/jupyter lab --ip=127.0.0.1 --LabApp.default_url=/lab/tree/notebooks \
 		$(ROOT_FLAG) $(LAB_ARGS)
 
 test: setup
 	$(PYTEST_ALL)
 
 test-fast: setup
-	$(PY) -m pytest tests/ -m "not slow and not browser"
+	$(PY) -m pytest tests/ -n 2 --dist loadfile -m "not slow and not browser"
 
 exercises: setup
 	$(PY) -m tfcore exercises
 
 # Re-run every lesson and solution notebook and save its outputs. Exercise
 # notebooks stay without outputs (make exercises regenerates them).
+NOTEBOOKS = $(wildcard notebooks/*.ipynb solutions/*.ipynb)
 notebooks: setup
+	@test -n "$(NOTEBOOKS)" || { echo "no notebooks in notebooks/ or solutions/"; exit 1; }
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.timeout=1800 \
-		notebooks/*.ipynb solutions/*.ipynb
+		$(NOTEBOOKS)
 
 grade: setup
 	$(PY) -m tfcore grade exercises/

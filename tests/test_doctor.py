@@ -124,3 +124,11 @@ def test_gpu_is_named(machine, capsys):
 ])
 def test_at_least(version, minimum, ok):
     assert dm._at_least(version, minimum) is ok
+
+
+def test_package_exports_doctor():
+    """`tfcore.doctor()` works, whether or not the module tfcore.doctor was imported."""
+    import tfcore
+
+    assert isinstance(tfcore.doctor(verbose=False), list)
+    assert importlib.import_module("tfcore.doctor") is dm

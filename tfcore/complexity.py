@@ -53,7 +53,7 @@ def parameter_count(config) -> dict[str, int]:
     parts = {
         "embedding": c.vocab_size * c.d_model,
         "positions": c.max_seq_len * c.d_model if c.positions == "learned" else
-                     2 * 32 * c.n_heads if c.positions == "t5" else 0,
+                     32 * c.n_heads * (1 + (c.architecture == "encoder-decoder")) if c.positions == "t5" else 0,
         "blocks": block * (decoder_layers + encoder_layers),
         "cross_attention": cross,
         "final_norms": final_norms,

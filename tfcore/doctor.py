@@ -8,7 +8,7 @@ import re
 import sys
 from pathlib import Path
 
-DATA_FILE = Path(__file__).resolve().parent / "data" / "tinyshakespeare.txt.gz"
+DATA_FILE = Path(__file__).resolve().parent / "corpus" / "tinyshakespeare.txt.gz"
 
 
 def _version(dist: str) -> str | None:

@@ -113,6 +113,8 @@ def attend(
         )
         return out if return_weights else (out, None)
     if backend == "sdpa":
+        if mask is not None and mask.dtype != torch.bool:
+            mask = mask.to(q.dtype)  # as the naive path does; PyTorch refuses e.g. a float64 mask for float32 q
         if is_causal:  # PyTorch aligns its causal mask to the first key; ours is aligned to the last
             causal = causal_mask(q.shape[2], k.shape[2], device=q.device)
             mask = causal if mask is None else (combine_masks(mask, causal) if mask.dtype == torch.bool

@@ -131,9 +131,11 @@ class Transformer(nn.Module):
         self.decoder = nn.ModuleList(self._block(c.architecture == "encoder-decoder") for _ in range(c.n_layers)) \
             if has_decoder else None
         self.encoder_norm = make_norm(c.norm, c.d_model, c.bias) if has_encoder and c.placement != "post" else None
-        self.final_norm = make_norm(c.norm, c.d_model, c.bias) if c.placement != "post" else None
-        self.t5_bias = nn.ModuleDict({"encoder": T5RelativeBias(c.n_heads, bidirectional=True),
-                                      "decoder": T5RelativeBias(c.n_heads, bidirectional=False)}) \
+        # encoder-only models end with encoder_norm; only a decoder stack needs final_norm
+        self.final_norm = make_norm(c.norm, c.d_model, c.bias) if has_decoder and c.placement != "post" else None
+        stacks = {"encoder": has_encoder, "decoder": has_decoder}  # one T5 table per stack that exists
+        self.t5_bias = nn.ModuleDict({s: T5RelativeBias(c.n_heads, bidirectional=s == "encoder")
+                                      for s, present in stacks.items() if present}) \
             if c.positions == "t5" else None
         self.unembed = nn.Linear(c.d_model, c.vocab_size, bias=False)
         if c.tie_weights:
@@ -223,8 +225,10 @@ class Transformer(nn.Module):
 
         lengths: (B,) real lengths of right-padded ``tokens`` (key padding). source,
         source_lengths: the encoder's input for encoder-decoder models (or pass its output
-        as ``memory``). mask: an extra bool mask broadcastable to (B, h, T, T_k), combined
-        with the model's own (e.g. a prefix-LM mask). cache: a ``ModelCache`` for decoding.
+        as ``memory``). mask: an extra bool mask broadcastable to (B, h, T, T_k), ANDed with the
+        model's own: in a decoder it can only hide more than the causal mask (e.g. a block-diagonal
+        mask for packed sequences); a prefix-LM is an encoder given ``prefix_lm_mask``.
+        cache: a ``ModelCache`` for decoding.
         """
         if self.decoder is None:  # encoder-only: bidirectional stack, then the unembedding
             if cache is not None:

@@ -52,11 +52,14 @@ class LearnedPositions(nn.Module):
 
 
 def rope_angles(positions: Tensor, d: int, base: float = 10000.0) -> Tensor:
-    """Angles ``pos * base^(-2i/d)`` for each position and pair: (T,) -> (T, d/2), float32."""
+    """Angles ``pos * base^(-2i/d)`` for each position and pair: (T,) -> (T, d/2), float64.
+
+    Kept in float64 (cast after cos/sin): float32 angles of large positions are off by ~1e-6 rad.
+    """
     if d % 2:
         raise ValueError(f"RoPE needs an even d_head, got d_head={d}")
     inv_freq = base ** (-torch.arange(0, d, 2, dtype=torch.float64, device=positions.device) / d)
-    return (positions.to(torch.float64).unsqueeze(-1) * inv_freq).float()
+    return positions.to(torch.float64).unsqueeze(-1) * inv_freq
 
 
 def rope(x: Tensor, positions: Tensor, base: float = 10000.0, layout: str = "interleaved") -> Tensor:

@@ -1,0 +1,521 @@
+"""Exercise checks: ``check(exercise_id, answer) -> Result``.
+
+A learner calls ``check("attention.softmax", softmax)`` in a notebook and sees one line:
+
+    ✓ attention.softmax: passed (9 cases)
+    ✗ attention.sdpa: scores are too large by sqrt(d): did you forget the 1/sqrt(d_head) scale?
+    ○ masks.causal: not attempted yet (causal_mask raised NotImplementedError)
+
+A check never raises because of the answer: exceptions in the learner's code, wrong
+shapes, dtypes, NaN, a list instead of a tensor all become a failed ``Result`` whose
+message names the likely cause. Checks are deterministic (their inputs come from a
+generator seeded afresh on every call) and fast.
+
+Adding an exercise (see CONTRIBUTING.md, "Exercises and checks"): in
+``tfcore/grading/lessonNN.py`` write
+
+    @exercise("masks.causal", "causal mask (T, T), True where j <= i", lesson=LESSON)
+    def _causal(answer, c: Checker):
+        for t in (1, 2, 7):
+            out = c.call(answer, t, case=f"T={t}")
+            c.compare(out, causal_mask(t), f"T={t}", wrong=[("the mask is inverted", lambda: ~causal_mask(t))])
+
+``c.call`` runs the learner's function (its exceptions become a failure, a
+``NotImplementedError`` on the first call becomes "not attempted"), ``c.compare``
+compares with the reference and, on a mismatch, tries each wrong variant to name the
+mistake; ``c.fail(message)`` fails directly and ``c.note(message)`` adds a remark to a pass.
+
+When the environment variable ``TFCORE_GRADE_LOG`` names a file (``python -m tfcore
+grade`` sets it for the kernel it starts), every ``check`` also appends its result to
+that file as one JSON line: the grader's channel, unaffected by what the notebook prints.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import json
+import math
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+
+__all__ = [
+    "EXERCISES",
+    "LESSONS",
+    "Checker",
+    "Exercise",
+    "Result",
+    "check",
+    "exercise",
+    "exercise_info",
+    "exercises_for_lesson",
+    "lesson_key",
+]
+
+PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
+STATUSES = (PASSED, FAILED, NOT_ATTEMPTED)
+SYMBOLS = {PASSED: "✓", FAILED: "✗", NOT_ATTEMPTED: "○"}
+LOG_ENV = "TFCORE_GRADE_LOG"
+
+# The ten lessons: the two-digit key is what counts (a notebook ``NN_anything.ipynb`` is lesson NN).
+LESSONS = {
+    "01": "01_attention",
+    "02": "02_masks",
+    "03": "03_heads",
+    "04": "04_mlp",
+    "05": "05_norms",
+    "06": "06_architectures",
+    "07": "07_positions",
+    "08": "08_complexity",
+    "09": "09_training",
+    "10": "10_diagnostics",
+}
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass
+class Result:
+    """The outcome of one check. ``status`` is "passed", "failed" or "not attempted"."""
+
+    exercise_id: str
+    status: str
+    message: str
+    passed: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+        self.passed = self.status == PASSED
+
+    def __str__(self) -> str:
+        return f"{SYMBOLS[self.status]} {self.exercise_id}: {self.message}"
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        colour, background = {
+            PASSED: ("#2e7d32", "#e8f5e9"),
+            FAILED: ("#c62828", "#ffebee"),
+            NOT_ATTEMPTED: ("#757575", "#f5f5f5"),
+        }[self.status]
+        return (
+            f'<div class="tfcore-result" style="border-left: 4px solid {colour}; background: {background}; '
+            f'padding: 4px 10px; font-family: monospace">'
+            f'<span style="color: {colour}; font-weight: bold">{SYMBOLS[self.status]} '
+            f"{html.escape(self.exercise_id)}</span>: {html.escape(self.message)}</div>"
+        )
+
+    def to_dict(self) -> dict[str, str]:
+        """{"exercise_id", "status", "message"}: what the grader reads."""
+        return {"exercise_id": self.exercise_id, "status": self.status, "message": self.message}
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """A registered exercise: its ID, one-line description, lesson notebook and check function."""
+
+    exercise_id: str
+    description: str
+    lesson: str  # notebook stem, e.g. "01_attention"
+    check: Callable[[Any, "Checker"], None]
+
+
+_REGISTRY: dict[str, Exercise] = {}
+EXERCISES: dict[str, str] = {}  # exercise ID -> one-line description, every registered ID
+
+
+def lesson_key(name: str) -> str | None:
+    """"01_attention", "01_attention.ipynb", "path/01_x.ipynb" or "1" -> "01"; None without a number."""
+    stem = os.path.basename(str(name))
+    m = re.match(r"(\d{1,2})(?:_|\.|$)", stem)
+    return f"{int(m.group(1)):02d}" if m else None
+
+
+def exercise(exercise_id: str, description: str, lesson: str) -> Callable:
+    """Register a check function ``f(answer, c: Checker)`` under ``exercise_id``.
+
+    lesson: the lesson notebook's name, e.g. ``"01_attention"`` (its ``NN_`` prefix is the key
+    the grader and ``progress`` use).
+    """
+    if lesson_key(lesson) is None:
+        raise ValueError(f"lesson must start with its two-digit number, e.g. '01_attention', got {lesson!r}")
+
+    def register(f: Callable) -> Callable:
+        if exercise_id in _REGISTRY:
+            raise ValueError(f"exercise {exercise_id!r} is registered twice")
+        _REGISTRY[exercise_id] = Exercise(exercise_id, description, lesson, f)
+        EXERCISES[exercise_id] = description
+        return f
+
+    return register
+
+
+def exercises_for_lesson(lesson: str) -> list[str]:
+    """The exercise IDs of a lesson (``"01"``, ``"01_attention"`` or a notebook path), in registration order."""
+    key = lesson_key(lesson)
+    return [e.exercise_id for e in _REGISTRY.values() if lesson_key(e.lesson) == key]
+
+
+def exercise_info(exercise_id: str) -> Exercise:
+    """The registered ``Exercise`` (raises KeyError for an unknown ID)."""
+    return _REGISTRY[exercise_id]
+
+
+# ----------------------------------------------------------------------------- checking
+
+
+class CheckFailed(Exception):
+    """Raised inside a check to fail it with a message."""
+
+
+class NotAttempted(Exception):
+    """Raised inside a check when the answer is still the stub."""
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def _clean(text: str, limit: int = 300) -> str:
+    """One line, no memory addresses, at most ``limit`` characters: messages must be deterministic."""
+    text = _ADDRESS.sub("", " ".join(str(text).split()))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _shape(x: Any) -> tuple:
+    return tuple(x.shape)
+
+
+def _fmt_shape(shape: Sequence[int]) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+def _type_name(x: Any) -> str:
+    if isinstance(x, torch.Tensor):
+        return "torch.Tensor"
+    if isinstance(x, np.ndarray):
+        return "NumPy array"
+    return type(x).__name__
+
+
+class Checker:
+    """What a check function receives besides the answer: runs, compares, fails, notes.
+
+    ``c.gen`` is a ``torch.Generator`` seeded identically on every call; ``c.randn`` and
+    ``c.rand`` draw from it, so a check sees the same inputs every time.
+    """
+
+    def __init__(self, exercise_id: str, seed: int = 0) -> None:
+        self.exercise_id = exercise_id
+        self.cases = 0
+        self.notes: list[str] = []
+        self.gen = torch.Generator().manual_seed(seed)
+        self._calls = 0
+        self.name = "your function"
+
+    # --- inputs
+    def randn(self, *shape: int, scale: float = 1.0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Standard normal values (times ``scale``) from the check's own generator."""
+        return (torch.randn(*shape, generator=self.gen, dtype=torch.float64) * scale).to(dtype)
+
+    def rand(self, *shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Uniform [0, 1) values from the check's own generator."""
+        return torch.rand(*shape, generator=self.gen, dtype=torch.float64).to(dtype)
+
+    # --- outcomes
+    def fail(self, message: str) -> None:
+        """Fail the check now with ``message``."""
+        raise CheckFailed(message)
+
+    def note(self, message: str) -> None:
+        """A remark shown with a pass (e.g. an accepted convention that differs from tfcore's)."""
+        if message not in self.notes:
+            self.notes.append(message)
+
+    # --- running the learner's code
+    def call(self, fn: Any, *args: Any, case: str, hint: str | None = None, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` with the learner's errors turned into a failure that names ``case``.
+
+        A ``NotImplementedError`` on the first call means "not attempted"; ``hint`` is added to
+        the message when the call raises. The inputs are passed as they are (views stay views)
+        and must be unchanged afterwards.
+        """
+        if not callable(fn):
+            self.fail(f"expected a function, got {_type_name(fn)}: pass the function itself, e.g. check(ID, my_function)")
+        self.name = getattr(fn, "__name__", None) or type(fn).__name__
+        snapshots = [_snapshot(a) for a in (*args, *kwargs.values())]
+        first = self._calls == 0
+        self._calls += 1
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out = fn(*args, **kwargs)
+        except NotImplementedError as e:
+            if first:
+                raise NotAttempted(f"not attempted yet ({self.name} raised NotImplementedError)") from None
+            self.fail(f"{self.name} raised NotImplementedError on {case}: {_clean(e) or 'no message'}")
+        except (Exception, SystemExit) as e:  # the learner's bug, reported, never raised
+            message = f"{self.name} raised {type(e).__name__} on {case}: {_clean(e).rstrip('.')}"
+            self.fail(message + (f". Hint: {hint}" if hint else ""))
+        for (name, value), snap in zip(
+            [(f"argument {i + 1}", a) for i, a in enumerate(args)] + [(k, v) for k, v in kwargs.items()], snapshots
+        ):
+            if snap is not None and not _unchanged(value, snap):
+                self.fail(f"{self.name} changed its input ({name}) in place on {case}: work on a copy "
+                          "(x = x - m, not x -= m)")
+        return out
+
+    # --- comparing
+    def tensor(self, out: Any, case: str, kind: str = "tensor") -> torch.Tensor:
+        """Fail unless ``out`` is a torch tensor (``kind="tensor"``) or a NumPy array (``"ndarray"``); return it as a tensor."""
+        want = torch.Tensor if kind == "tensor" else np.ndarray
+        if isinstance(out, want):
+            return out.detach().cpu() if kind == "tensor" else torch.from_numpy(np.array(out))
+        label = "a torch.Tensor" if kind == "tensor" else "a NumPy array"
+        if out is None:
+            self.fail(f"{self.name} returned None on {case}: is the return statement missing?")
+        if isinstance(out, tuple) and out and all(isinstance(o, (torch.Tensor, np.ndarray)) for o in out):
+            self.fail(f"{self.name} returned a tuple of {len(out)} arrays on {case}: return only {label}")
+        hint = {"tensor": " (e.g. torch.as_tensor(...))", "ndarray": " (e.g. tensor.numpy())"}[kind]
+        self.fail(f"{self.name} returned a {_type_name(out)} on {case}: return {label}{hint}")
+        raise AssertionError  # unreachable
+
+    def compare(
+        self,
+        out: Any,
+        ref: torch.Tensor | np.ndarray,
+        case: str,
+        *,
+        atol: float = 1e-5,
+        rtol: float = 1e-4,
+        dtype: str = "same",
+        kind: str = "tensor",
+        wrong: Iterable[tuple[str, Callable[[], Any]]] = (),
+        shape_hints: dict[tuple, str] | None = None,
+        nonfinite: str | None = None,
+        rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Compare the learner's ``out`` with the reference ``ref`` on one case; fail with the best message.
+
+        dtype: "same" (must equal ref's dtype), "float" (any floating dtype) or "any".
+        kind: "tensor" or "ndarray", what the learner must return.
+        wrong: ``(hint, variant)`` pairs; ``variant()`` computes a plausible wrong answer on the same
+        inputs, and if ``out`` matches it, ``hint`` is the message (checked before the generic
+        shape, NaN and value messages, so a hint can name a wrong shape too). A variant may
+        return ``(value, rows)`` to be compared only where ``rows`` is True.
+        shape_hints: ``{shape: hint}`` for wrong shapes that no variant reproduces.
+        nonfinite: the message when ``out`` has NaN/inf where ``ref`` is finite.
+        rows: optional bool tensor broadcastable to ``out``: compare only where True.
+        Returns ``out`` as a tensor.
+        """
+        self.cases += 1
+        t = self.tensor(out, case, kind)
+        ref_t = torch.from_numpy(np.array(ref)) if isinstance(ref, np.ndarray) else ref
+        wrong = list(wrong)
+
+        def match_wrong() -> None:
+            for hint, variant in wrong:
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        v = variant()
+                    v_rows = rows if rows is not None and _shape(v) == _shape(ref_t) else None
+                    if isinstance(v, tuple):  # (value, rows): compare only where rows is True
+                        v, v_rows = v
+                    v = torch.from_numpy(np.array(v)) if isinstance(v, np.ndarray) else torch.as_tensor(v)
+                except Exception:
+                    continue
+                if _close(t, v, atol, rtol, v_rows):
+                    self.fail(hint)
+
+        if _shape(t) != _shape(ref_t):
+            match_wrong()
+            hint = (shape_hints or {}).get(_shape(t))
+            self.fail(f"wrong shape on {case}: expected {_fmt_shape(ref_t.shape)}, got {_fmt_shape(t.shape)}"
+                      + (f": {hint}" if hint else ""))
+        if dtype == "same" and t.dtype != ref_t.dtype:
+            if ref_t.dtype == torch.bool:
+                if not t.is_complex() and torch.equal(t.to(torch.bool), ref_t):
+                    self.fail(f"right pattern, wrong dtype on {case}: expected torch.bool, got {t.dtype} "
+                              "(compare positions with <=, or call .bool())")
+                self.fail(f"wrong dtype on {case}: expected torch.bool (True = may attend), got {t.dtype}")
+            self.fail(f"wrong dtype on {case}: expected {ref_t.dtype} (the input's dtype), got {t.dtype}")
+        if dtype == "float" and not (t.is_floating_point()):
+            self.fail(f"wrong dtype on {case}: expected a floating-point tensor, got {t.dtype}")
+        if ref_t.dtype == torch.bool or not ref_t.is_floating_point():
+            if _close(t, ref_t, 0.0, 0.0, rows):
+                return t
+            match_wrong()
+            diff = t.detach().to(ref_t.dtype) != ref_t
+            if rows is not None:
+                diff = diff & rows
+            first = tuple(int(i) for i in diff.nonzero()[0].tolist()) if diff.any() else ()
+            self.fail(f"wrong values on {case}: {int(diff.sum())} of {diff.numel()} entries differ, "
+                      f"the first at index {_fmt_shape(first)}")
+        bad = ~torch.isfinite(t.detach()) & torch.isfinite(ref_t.detach())
+        if rows is not None:
+            bad = bad & rows
+        if bad.any():
+            match_wrong()
+            where = tuple(int(i) for i in bad.nonzero()[0].tolist())
+            self.fail(nonfinite or f"NaN/inf on {case} at index {_fmt_shape(where)} where the answer is finite")
+        if _close(t, ref_t, atol, rtol, rows):
+            return t
+        match_wrong()
+        err = (t.detach().double() - ref_t.detach().double()).abs()
+        err = torch.nan_to_num(err, nan=math.inf)
+        if rows is not None:
+            err = torch.where(rows, err, torch.zeros_like(err))
+        where = tuple(int(i) for i in np.unravel_index(int(err.argmax()), tuple(err.shape)))
+        self.fail(f"wrong values on {case}: max abs error {float(err.max()):.3g} at index {_fmt_shape(where)}")
+        raise AssertionError  # unreachable
+
+    def number(
+        self,
+        out: Any,
+        ref: int | float,
+        case: str,
+        *,
+        integer: bool = False,
+        rtol: float = 1e-6,
+        atol: float = 0.0,
+        wrong: Iterable[tuple[str, Callable[[], Any]]] = (),
+    ) -> float:
+        """Compare a scalar answer. ``integer``: must be an int (Python or NumPy), compared exactly.
+
+        A 0-d tensor or a NumPy scalar counts as a number when ``integer`` is False.
+        """
+        self.cases += 1
+        if out is None:
+            self.fail(f"{self.name} returned None on {case}: is the return statement missing?")
+        if isinstance(out, (bool, np.bool_)):
+            self.fail(f"{self.name} returned a bool on {case}: return a number")
+        raw = out
+        if isinstance(out, torch.Tensor):
+            if out.numel() != 1:
+                self.fail(f"{self.name} returned a tensor of shape {_fmt_shape(out.shape)} on {case}: return one number")
+            out = out.detach().reshape(()).item()
+        if isinstance(out, (bool, np.bool_)):
+            self.fail(f"{self.name} returned a bool on {case}: return a number")
+        if not isinstance(out, (int, float, np.integer, np.floating)):
+            self.fail(f"{self.name} returned a {_type_name(raw)} on {case}: return a number")
+        value = int(out) if isinstance(out, (int, np.integer)) else float(out)
+        if isinstance(value, float) and math.isnan(value):
+            self.fail(f"{self.name} returned NaN on {case}")
+        ok = value == ref if integer else abs(value - ref) <= atol + rtol * abs(ref)
+        if ok and integer and isinstance(raw, torch.Tensor):
+            self.fail(f"{self.name} returned a tensor on {case}: return a Python int (.item())")
+        if ok and integer and not isinstance(raw, (int, np.integer)):
+            self.fail(f"{self.name} returned the float {value!r} on {case}: return an int (use // or int(...))")
+        if ok:
+            return value
+        for hint, variant in wrong:
+            try:
+                v = variant()
+            except Exception:
+                continue
+            if abs(value - v) <= atol + rtol * abs(v) if not integer else abs(value - v) <= 1e-9 * abs(v):
+                self.fail(hint)
+        if integer and not isinstance(raw, (int, np.integer)):
+            self.fail(f"{self.name} returned a {_type_name(raw)} on {case}: return an int")
+        self.fail(f"wrong value on {case}: expected {ref!r}, got {value!r}")
+        raise AssertionError  # unreachable
+
+
+def _snapshot(x: Any) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.detach().clone()
+    if isinstance(x, np.ndarray):
+        return x.copy()
+    return None
+
+
+def _unchanged(x: Any, snap: Any) -> bool:
+    if isinstance(x, torch.Tensor):
+        return x.shape == snap.shape and bool(torch.equal(torch.nan_to_num(x.detach()), torch.nan_to_num(snap)))
+    return x.shape == snap.shape and bool(np.array_equal(x, snap, equal_nan=x.dtype.kind == "f"))
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float, rows: torch.Tensor | None = None) -> bool:
+    """Same shape and allclose (NaN equal to NaN), only where ``rows`` is True if given."""
+    if _shape(a) != _shape(b):
+        return False
+    a, b = a.detach(), b.detach()
+    if a.dtype == torch.bool or b.dtype == torch.bool or not a.is_floating_point():
+        same = a.to(b.dtype) == b
+        return bool(same.all() if rows is None else (same | ~rows).all())
+    a, b = a.double(), b.double()
+    near = torch.isclose(a, b, rtol=rtol, atol=atol, equal_nan=True)
+    return bool(near.all() if rows is None else (near | ~rows).all())
+
+
+def _log(result: Result) -> None:
+    """Append the result to the grader's log file when ``TFCORE_GRADE_LOG`` is set; never raises."""
+    path = os.environ.get(LOG_ENV)
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+    except OSError:
+        pass
+
+
+def check(exercise_id: str, answer: Any) -> Result:
+    """Check ``answer`` (usually the learner's function) for the exercise ``exercise_id``.
+
+    Returns a ``Result``; shows as one line in a notebook. Never raises.
+    """
+    if exercise_id not in _REGISTRY:
+        close = difflib.get_close_matches(str(exercise_id), list(_REGISTRY), n=1)
+        hint = f": did you mean {close[0]!r}?" if close else ""
+        result = Result(str(exercise_id), FAILED, f"unknown exercise ID {exercise_id!r}{hint}")
+        _log(result)
+        return result
+    c = Checker(exercise_id)
+    threads = torch.get_num_threads()
+    try:
+        # One thread: the inputs are tiny (threads only add overhead on a busy machine), and
+        # reductions then sum in one fixed order, so messages are the same on every machine.
+        torch.set_num_threads(1)
+        _REGISTRY[exercise_id].check(answer, c)
+    except NotAttempted as e:
+        result = Result(exercise_id, NOT_ATTEMPTED, str(e))
+    except CheckFailed as e:
+        result = Result(exercise_id, FAILED, _clean(e, limit=500))
+    except Exception as e:  # a strange answer the check did not foresee: still a message, never a traceback
+        result = Result(exercise_id, FAILED,
+                        f"the check could not evaluate {c.name}'s answer: {type(e).__name__}: {_clean(e)}")
+    else:
+        cases = f"{c.cases} case{'s' if c.cases != 1 else ''}"
+        notes = "".join(f"; note: {n}" for n in c.notes)
+        result = Result(exercise_id, PASSED, f"passed ({cases}){notes}")
+    finally:
+        torch.set_num_threads(threads)
+    _log(result)
+    return result
+
+
+# The lesson modules register their checks on import (they import the names above).
+from tfcore.grading import (  # noqa: E402,F401
+    lesson01,
+    lesson02,
+    lesson03,
+    lesson04,
+    lesson05,
+    lesson06,
+    lesson07,
+    lesson08,
+    lesson09,
+    lesson10,
+)
