@@ -138,8 +138,9 @@ def test_custom_scale_matches_torch(scale):
 
 def test_default_scale_is_inverse_sqrt_d_head():
     q, k, v = qkv(d=16)
-    torch.testing.assert_close(attention(q, k, v), attention(q, k, v, scale=0.25))
-    assert not torch.allclose(attention(q, k, v), attention(q, k, v, scale=1.0))
+    by_hand = torch.softmax(q @ k.transpose(-1, -2) / 4.0, dim=-1) @ v  # 1 / sqrt(16)
+    torch.testing.assert_close(attention(q, k, v), by_hand)
+    assert not torch.allclose(attention(q, k, v, scale=1.0), by_hand)
 
 
 def test_float32_matches_torch_on_float32():

@@ -136,6 +136,18 @@ def test_captured_weights_match_torch_average_weights():
     torch.testing.assert_close(ours.last_weights, ref_weights)
 
 
+def test_custom_scale_matches_torch_with_rescaled_queries():
+    """softmax(s q.k) with our scale s equals PyTorch's 1/sqrt(d_head) scale applied to queries times s sqrt(d_head)."""
+    s, d_head = 0.7, D_MODEL // N_HEADS
+    ours = make_mha(scale=s)
+    ref = torch_mha_from(ours, D_MODEL, N_HEADS, True).double()
+    with torch.no_grad():
+        ref.in_proj_weight[:D_MODEL] *= s * d_head**0.5
+        ref.in_proj_bias[:D_MODEL] *= s * d_head**0.5
+    x = rand(2, 5, D_MODEL, seed=1)
+    torch.testing.assert_close(ours(x), ref(x, x, x, need_weights=False)[0])
+
+
 # ---------------------------------------------------------------------------------------------
 # GQA / MQA
 
@@ -238,6 +250,20 @@ def test_backends_agree_when_decoding_with_fewer_queries_than_keys(backend):
     mask = torch.tensor([[j <= i + 4 for j in range(7)] for i in range(3)])
     ref = F.scaled_dot_product_attention(q, k.repeat_interleave(2, dim=1), v.repeat_interleave(2, dim=1), attn_mask=mask)
     torch.testing.assert_close(expected, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["naive", "sdpa", "tiled"])
+def test_fully_masked_rows_give_zeros_in_every_backend(backend):
+    """A sequence of length 0 hides every key: documented as zero output, never NaN."""
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 4, 3, 8), torch.randn(2, 2, 5, 8), torch.randn(2, 2, 5, 8)
+    if backend == "tiled":
+        flash_or_skip()
+    out, _ = attend(q, k, v, padding_mask([5, 0], 5), False, None, backend)
+    assert not out.isnan().any()
+    assert (out[1] == 0).all()
+    ref = F.scaled_dot_product_attention(q[:1], k[:1].repeat_interleave(2, 1), v[:1].repeat_interleave(2, 1))
+    torch.testing.assert_close(out[:1], ref, atol=1e-5, rtol=1e-5)
 
 
 def test_attend_rejects_unknown_backend_and_weights_from_fused_kernels():

@@ -250,7 +250,7 @@ def test_presets_build():
 
 
 def _run(args, tmp_path, **env):
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **env}
     return subprocess.run([sys.executable, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env=environment)
 
@@ -278,7 +278,7 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path):
     single = _run(["-m", "tfcore.train", *args, "--out-dir", str(tmp_path / "one")], tmp_path)
     assert single.returncode == 0, single.stderr
     ddp = _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "tfcore.train", *args,
-                "--out-dir", str(tmp_path / "two")], tmp_path, OMP_NUM_THREADS="1")
+                "--out-dir", str(tmp_path / "two")], tmp_path)
     assert ddp.returncode == 0, ddp.stderr
     assert ddp.stdout.count("checkpoint:") == 1  # only rank 0 speaks
     one, two = load_checkpoint(tmp_path / "one" / "ckpt.pt"), load_checkpoint(tmp_path / "two" / "ckpt.pt")

@@ -9,8 +9,4 @@ One module per idea of the syllabus: ``attention``, ``masks``, ``heads``, ``mlp`
 __version__ = "0.1.0"
 
 
-def doctor(verbose: bool = True) -> list[str]:
-    """Print versions, the device, and anything wrong with the environment; return the problems."""
-    from tfcore import doctor as _doctor_module  # the module of the same name
-
-    return _doctor_module.doctor(verbose)
+from tfcore.doctor import doctor  # noqa: E402  (the function; the module stays importable as tfcore.doctor)

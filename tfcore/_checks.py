@@ -57,12 +57,11 @@ def require_positive_int(name: str, value: object) -> int:
 
 
 def broadcast_shape(name: str, shape: torch.Size, target: torch.Size, target_layout: str) -> None:
-    """Raise unless ``shape`` broadcasts to ``target`` without changing it."""
-    try:
-        out = torch.broadcast_shapes(shape, target)
-    except RuntimeError:
-        out = None
-    if out != target:
+    """Raise unless ``shape`` broadcasts to ``target`` without changing it (sizes equal or 1, right-aligned)."""
+    fits = len(shape) <= len(target) and all(
+        s in (1, t) for s, t in zip(reversed(tuple(shape)), reversed(tuple(target)))
+    )
+    if not fits:
         raise ValueError(
             f"{name} of shape {tuple(shape)} does not broadcast to the scores' shape "
             f"{tuple(target)} {target_layout}"

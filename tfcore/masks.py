@@ -110,10 +110,9 @@ def combine_masks(*masks: Tensor | None) -> Tensor | None:
             raise TypeError(f"mask {n} must be bool (True = may attend), got {m.dtype}; use to_additive only at the end")
     if not present:
         return None
-    shape = torch.broadcast_shapes(*(m.shape for m in present))
-    out = present[0].expand(shape)
+    out = present[0]
     for m in present[1:]:
-        out = out & m
+        out = out & m  # & broadcasts, e.g. (T, T) & (B, 1, 1, T) -> (B, 1, T, T)
     return out
 
 

@@ -534,12 +534,13 @@ def _share(batch: Batch, rank: int, world: int, micro: int, n_micro: int) -> Bat
 
 @torch.no_grad()
 def evaluate(model: nn.Module, sampler: Sampler, cfg: TrainConfig, device: torch.device,
-             amp: torch.dtype | None = None) -> float:
+             amp: torch.dtype | None = None, loss_fn: Callable = None) -> float:
     """Mean loss over ``eval_batches`` held-out batches, the same ones at every call (fixed seed).
 
     Under DDP each rank scores its share of each batch and the means are averaged.
     """
     rank, world = distributed_context()
+    loss_fn = loss_fn or batch_loss
     generator = torch.Generator().manual_seed(cfg.seed + 1_000_003)
     batch_size = cfg.eval_batch_size or cfg.batch_size
     was_training = model.training
@@ -548,7 +549,7 @@ def evaluate(model: nn.Module, sampler: Sampler, cfg: TrainConfig, device: torch
     for _ in range(cfg.eval_batches):
         batch = tuple(t.to(device) for t in _share(sampler(batch_size, generator), rank, world, 0, 1))
         with _autocast(device, amp):
-            total += batch_loss(model, batch)[0].float()
+            total += loss_fn(model, batch)[0].float()
     model.train(was_training)
     if world > 1:
         dist.all_reduce(total, op=dist.ReduceOp.AVG)
@@ -591,6 +592,8 @@ def train(
         model.set_backend(cfg.backend)
     model.to(device).train()
     amp = autocast_dtype(cfg, device)
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")  # TF32 for whatever autocast leaves in fp32
 
     train_sampler = as_sampler(train_data, cfg, model)
     val_sampler = as_sampler(val_data, cfg, model) if val_data is not None else None
@@ -609,18 +612,20 @@ def train(
     logger.write(event="start", step=state.step, world_size=world, device=str(device), train_config=asdict(cfg),
                  model_config=asdict(model.config))
 
-    step_model: nn.Module = torch.compile(model) if cfg.compile else model
+    # torch.compile the loss function, not only the model: the cross-entropy over (B*T, V) logits
+    # then fuses with the unembedding instead of writing fp32 copies of them.
+    loss_fn = torch.compile(batch_loss) if cfg.compile else batch_loss
+    step_model: nn.Module = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        step_model = DDP(step_model, device_ids=[device.index] if device.type == "cuda" else None,
+        step_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
                          find_unused_parameters=model.config.architecture != "decoder")
-    eval_model = step_model.module if world > 1 else step_model
 
     def run_eval() -> None:
         if val_sampler is None or (state.evals and state.evals[-1]["step"] == state.step):
             return
-        val = evaluate(eval_model, val_sampler, cfg, device, amp)
+        val = evaluate(model, val_sampler, cfg, device, amp, loss_fn)
         state.evals.append({"step": state.step, "val_loss": val})
         logger.write(event="eval", step=state.step, val_loss=val)
 
@@ -656,7 +661,7 @@ def train(
                 part = tuple(t.to(device, non_blocking=True) for t in _share(batch, rank, world, micro, cfg.grad_accum))
                 sync = world == 1 or micro == cfg.grad_accum - 1  # DDP: all-reduce on the last micro-batch only
                 with (nullcontext() if sync else step_model.no_sync()), _autocast(device, amp):
-                    loss, n_tokens = batch_loss(step_model, part)
+                    loss, _ = loss_fn(step_model, part)
                     (loss / cfg.grad_accum).backward()
                 loss_sum += loss.detach()
             if cfg.grad_clip > 0:

@@ -25,7 +25,8 @@ def _causal(answer, c: Checker) -> None:
         out = c.call(answer, t, case=case)
         c.compare(out, ref, case, wrong=[
             ("the mask is inverted: True must mean may attend (j <= i)", lambda: ~ref),
-            ("the diagonal is hidden: a token may attend to itself (j <= i, not j < i)", lambda: ref & ~torch.eye(t, dtype=torch.bool)),
+            ("the diagonal is hidden: a token may attend to itself (j <= i, not j < i)",
+             lambda: ref & ~torch.eye(t, dtype=torch.bool)),
             ("the mask is transposed: row i is the query and sees the columns j <= i (the lower triangle, torch.tril)",
              lambda: ref.T),
         ], shape_hints={(1, 1, t, t): "return shape (T, T); it broadcasts against (B, h, T, T) scores by itself"})
@@ -46,10 +47,14 @@ def _padding(answer, c: Checker) -> None:
         out = c.call(answer, lengths_t, t, case=case)
         c.compare(out, ref, case, wrong=[
             ("the mask is inverted: True must mean a real token (a key that may be attended)", lambda: ~ref),
-            ("off by one: position t is a real token when t < length", lambda: (torch.arange(t)[None, :] <= lengths_t[:, None])[:, None, None, :]),
-            ("returned shape (B, T): add two axes, (B, 1, 1, T), so that it broadcasts against scores (B, h, T_q, T_k)", lambda: keep),
-            ("the padding axis sits in the query position: the shape is (B, 1, 1, T), masking keys", lambda: keep[:, None, :, None]),
+            ("off by one: position t is a real token when t < length",
+             lambda: (torch.arange(t)[None, :] <= lengths_t[:, None])[:, None, None, :]),
+            ("returned shape (B, T): add two axes, (B, 1, 1, T), so that it broadcasts against scores "
+             "(B, h, T_q, T_k)", lambda: keep),
+            ("the padding axis sits in the query position: the shape is (B, 1, 1, T), masking keys",
+             lambda: keep[:, None, :, None]),
         ], shape_hints={
-            (b, 1, 1, int(max(lengths))): "the mask needs T columns even when every sequence is shorter than T: use the T argument",
+            (b, 1, 1, int(max(lengths))): "the mask needs T columns even when every sequence is shorter than T: "
+                                          "use the T argument",
             (b, 1, t): "the shape is (B, 1, 1, T): one axis for the heads and one for the queries",
         })

@@ -92,8 +92,10 @@ def _rope(answer, c: Checker) -> None:
         c.compare(out, ref, case, atol=1e-5, rtol=1e-4, wrong=[
             ("rotated the split halves instead of interleaved pairs: pair i is (x[2i], x[2i+1])",
              lambda: rope(x, positions, b, layout="split_half")),
-            ("rotated the wrong way: (a, b) -> (a cos - b sin, a sin + b cos)", lambda: _rope_variant(x, positions, b, sign=-1.0)),
-            ("cos/sin swapped: (a, b) -> (a cos - b sin, a sin + b cos)", lambda: _rope_variant(x, positions, b, swap=True)),
+            ("rotated the wrong way: (a, b) -> (a cos - b sin, a sin + b cos)",
+             lambda: _rope_variant(x, positions, b, sign=-1.0)),
+            ("cos/sin swapped: (a, b) -> (a cos - b sin, a sin + b cos)",
+             lambda: _rope_variant(x, positions, b, swap=True)),
             ("frequencies off: theta_i = base^(-2i/d), with i counting pairs",
              lambda: _rope_variant(x, positions, b, exponent_scale=1.0)),
             ("ignored the positions argument (used 0 .. T-1)", lambda: rope(x, torch.arange(t), b)),

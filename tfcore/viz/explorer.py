@@ -190,7 +190,7 @@ class AttentionExplorer:
         self.layer = W.Dropdown(options=[(_describe(n, self._masks[n] is not None), n) for n in names], value=layer,
                                 description="layer", style=style, layout=W.Layout(width="340px"))
         self.view = W.ToggleButtons(options=list(VIEWS), value="head", description="view", style={
-            "description_width": "40px", "button_width": "78px"})
+            "description_width": "40px", "button_width": "86px"}, layout=W.Layout(width="auto", flex="0 0 auto"))
         self.head = W.IntSlider(value=head, min=0, max=h - 1, description="head", style=style,
                                 continuous_update=True)
         self.compare_head = W.IntSlider(value=1 % h, min=0, max=h - 1, description="vs head",
@@ -198,10 +198,11 @@ class AttentionExplorer:
         self.query = W.IntSlider(value=0, min=0, max=1, description="query", style=style,
                                  layout=W.Layout(width="420px"))
         self.query_token = W.Label()
-        self.text = W.Text(value=self.shown_text, description="text", continuous_update=False, style=style,
-                           layout=W.Layout(width="420px"))
-        self.source = W.Text(value=self.shown_source_text or "", description="source", continuous_update=False,
-                             style=style, layout=W.Layout(width="420px"))
+        # Textarea, not Text: a newline in the text stays visible and editable
+        self.text = W.Textarea(value=self.shown_text, description="text", continuous_update=False, rows=2,
+                               style=style, layout=W.Layout(width="420px"))
+        self.source = W.Textarea(value=self.shown_source_text or "", description="source", continuous_update=False,
+                                 rows=2, style=style, layout=W.Layout(width="420px"))
         self.run_button = W.Button(description="run", icon="play", tooltip="run the model on the text",
                                    layout=W.Layout(width="80px"))
         self.status = W.HTML()
@@ -261,6 +262,9 @@ class AttentionExplorer:
 
     def _on_view(self, change) -> None:
         self.compare_head.disabled = change["new"] != "compare"
+        if change["new"] == "compare" and self.compare_head.value == self.head.value and self.head.max > 0:
+            with self._hold():  # comparing a head with itself shows nothing: start from the next head
+                self.compare_head.value = (self.head.value + 1) % (self.head.max + 1)
         if not self._holding:
             self._render()
 

@@ -115,7 +115,7 @@ def heatmap_layout(query_labels: Sequence[str], key_labels: Sequence[str], panel
     size = float(np.clip(0.95 * cell * 72, 5.5, 11.0))
     q_w, k_w = text_width(query_labels, size), text_width(key_labels, size)
     step = max(1, -(-t_k // 96))
-    rotate = k_w > 0.9 * cell * step
+    rotate = max(map(len, key_labels), default=0) > 1 and k_w > 0.9 * cell * step  # one character: never
     tick = 4 / 72  # tick length and pad
     left = max(0.08 + 0.2 + q_w + tick, 0.62)  # axis label "query", the labels; room for a bar chart's "0.00"
     bottom = 0.06 + 0.22 + (k_w if rotate else size * 1.25 / 72) + tick

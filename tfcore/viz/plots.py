@@ -219,7 +219,7 @@ def set_token_ticks(ax: Axes, query_labels: Sequence[str], key_labels: Sequence[
         axis.set_ticks(ticks, [labels[i] for i in ticks], fontsize=size)
     if rotate_keys is None:
         widest = max((len(k) for k in key_labels), default=0) * 0.62 * size  # points, roughly
-        rotate_keys = widest > 0.9 * cell * max(1, math.ceil(t_k / 96))
+        rotate_keys = widest > 0.9 * cell * max(1, math.ceil(t_k / 96)) and max(map(len, key_labels)) > 1
     ax.tick_params(axis="x", labelrotation=90 if rotate_keys else 0, length=2, pad=1,
                    top=False, labeltop=False, bottom=True, labelbottom=True)
     ax.tick_params(axis="y", length=2, pad=1)

@@ -1,0 +1,105 @@
+"""Decoding speed: 1,000 new tokens with the KV cache against recomputing the whole prefix.
+
+    python benchmarks/decode.py                     # CPU, the shakespeare-char-cpu shape, context 1024
+    python benchmarks/decode.py --device cuda       # the same on a GPU (prepared; timings synchronise)
+
+Without a cache, step t runs the model on all t tokens so far: O(T^2) token-positions over a
+generation (and O(T^3) attention work). With the cache, step t runs one token and attends over
+the t cached keys/values. Both use greedy decoding from the same prompt, so they must produce
+the same tokens (up to float ties); the script reports how many agree. Results go to
+benchmarks/results/decode_<device>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from tfcore.model import Transformer, TransformerConfig
+from tfcore.train import PRESETS
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def timed_generate(model: Transformer, prompt: torch.Tensor, new_tokens: int, use_cache: bool,
+                   device: torch.device) -> tuple[torch.Tensor, float]:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    out = model.generate(prompt, new_tokens, temperature=0.0, use_cache=use_cache)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--new-tokens", type=int, default=1000)
+    parser.add_argument("--context", type=int, default=1024, help="max_seq_len of the model")
+    parser.add_argument("--backend", default="sdpa")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs of each mode (the median is kept)")
+    parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/decode_<device>.json)")
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    shape = {k: v for k, v in PRESETS["shakespeare-char-cpu"].model.items() if k not in ("max_seq_len", "backend")}
+    torch.manual_seed(0)
+    config = TransformerConfig(vocab_size=65, **shape, max_seq_len=args.context, backend=args.backend)
+    model = Transformer(config).to(device).eval()
+    if args.new_tokens + 1 > args.context:
+        raise SystemExit(f"--new-tokens {args.new_tokens} does not fit in --context {args.context}: "
+                         "generate would crop and refill the cache")
+    prompt = torch.zeros(1, 1, dtype=torch.long, device=device)
+
+    model.generate(prompt, 8, temperature=0.0)  # warm-up: allocator, kernels, threads
+    model.generate(prompt, 8, temperature=0.0, use_cache=False)
+    timings: dict[str, list[float]] = {"cache": [], "recompute": []}
+    outputs = {}
+    for _ in range(args.repeats):
+        for mode in ("cache", "recompute"):
+            out, seconds = timed_generate(model, prompt, args.new_tokens, mode == "cache", device)
+            timings[mode].append(seconds)
+            outputs[mode] = out
+    cache_s, recompute_s = statistics.median(timings["cache"]), statistics.median(timings["recompute"])
+    agree = (outputs["cache"] == outputs["recompute"]).float().mean().item()
+    result = {
+        "benchmark": "decode",
+        "device": str(device),
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "model": {**shape, "max_seq_len": args.context, "backend": args.backend,
+                  "parameters": sum(p.numel() for p in model.parameters())},
+        "new_tokens": args.new_tokens,
+        "decoding": "greedy, batch 1, fp32",
+        "cache_seconds": cache_s,
+        "recompute_seconds": recompute_s,
+        "cache_tokens_per_s": args.new_tokens / cache_s,
+        "recompute_tokens_per_s": args.new_tokens / recompute_s,
+        "speedup": recompute_s / cache_s,
+        "same_tokens_fraction": agree,
+        "all_timings": timings,
+    }
+    if hasattr(__import__("os"), "getloadavg"):
+        result["load_average_after"] = __import__("os").getloadavg()
+    out_path = Path(args.out) if args.out else RESULTS / f"decode_{device.type}.json"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{args.new_tokens} tokens on {device}: cache {result['cache_tokens_per_s']:.0f} tok/s, "
+          f"recompute {result['recompute_tokens_per_s']:.0f} tok/s, speedup {result['speedup']:.1f}x, "
+          f"same tokens {agree:.1%}  -> {out_path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
