@@ -67,7 +67,8 @@ class Lab:
         env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                    JUPYTER_CONFIG_DIR=str(tmp / "config"), JUPYTER_DATA_DIR=str(tmp / "data"),
                    JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"),
-                   IPYTHONDIR=str(tmp / "ipython"), JUPYTER_PLATFORM_DIRS="1")
+                   JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"), IPYTHONDIR=str(tmp / "ipython"),
+                   JUPYTER_PLATFORM_DIRS="1")
         cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
                "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
                f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
@@ -79,6 +80,10 @@ class Lab:
         (tmp / "config" / "jupyter_server_config.json").write_text(json.dumps({"ServerApp": {
             "jpserver_extensions": {"jupyter_lsp": False, "jupyter_server_terminals": False, "notebook_shim": False},
             "terminals_enabled": False}}))
+        # No "get notified about Jupyter news?" toast over the screenshots.
+        settings = tmp / "settings" / "@jupyterlab" / "apputils-extension"
+        settings.mkdir(parents=True)
+        (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
         self.log_path = tmp / "jupyter.log"
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=root,
@@ -162,7 +167,7 @@ def test_explorer_in_jupyterlab(tmp_path):
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS)
             try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1200})
+                page = browser.new_page(viewport={"width": 1400, "height": 2000})
                 console_errors: list[str] = []
                 page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
                 page.goto(f"{lab.base}/lab/tree/{NOTEBOOK.name}?token={lab.token}", timeout=left())
@@ -217,6 +222,16 @@ def test_explorer_in_jupyterlab(tmp_path):
                 changed(lambda: page.locator(".tfcore-view button", has_text="all heads").click(),
                         "the all-heads view")
                 shots.append(_shot(page, tmp_path / "explorer-all-heads.png"))
+
+                mask_image = page.locator("img.tfcore-mask-image")
+                before = mask_image.get_attribute("src")
+                page.locator(".tfcore-mask-explorer button", has_text="prefix-LM").click()
+                page.wait_for_function("old => document.querySelector('img.tfcore-mask-image').src !== old",
+                                       arg=before, timeout=min(left(), 45000))
+                mask_shot = tmp_path / "mask-explorer.png"
+                page.locator(".tfcore-mask-explorer").scroll_into_view_if_needed()
+                page.locator(".tfcore-mask-explorer").screenshot(path=str(mask_shot))
+                shots.append(mask_shot)
 
                 html = page.content()
                 assert "Error displaying widget" not in html

@@ -130,6 +130,8 @@ def test_heatmap_rejects_bad_input():
         attention_heatmap(torch.rand(1, 2, 3, 3))
     with pytest.raises(ValueError, match="query_tokens has 2 tokens"):
         attention_heatmap(torch.rand(3, 3), ["a", "b"])
+    with pytest.raises(ValueError, match="pass key_tokens too"):
+        attention_heatmap(torch.rand(2, 3), ["a", "b"])
     with pytest.raises(TypeError, match="bool"):
         attention_heatmap(torch.rand(3, 3), mask=torch.ones(3, 3))
     with pytest.raises(ValueError, match="does not broadcast"):

@@ -43,12 +43,14 @@ def mlm_mask(
     ``IGNORE_INDEX`` elsewhere.
     """
     require_ndim("tokens", tokens, 2, "(B, T)")
-    chosen = torch.rand(tokens.shape, generator=generator) < p
-    roll = torch.rand(tokens.shape, generator=generator)
+    # Random draws on the CPU (where a seeded generator lives), then moved to the tokens' device.
+    chosen = (torch.rand(tokens.shape, generator=generator) < p).to(tokens.device)
+    roll = torch.rand(tokens.shape, generator=generator).to(tokens.device)
+    random_ids = torch.randint(vocab_size, tokens.shape, generator=generator).to(tokens.device)
     inputs = tokens.clone()
     inputs[chosen & (roll < 0.8)] = mask_id
     swap = chosen & (roll >= 0.8) & (roll < 0.9)
-    inputs[swap] = torch.randint(vocab_size, tokens.shape, generator=generator)[swap]
+    inputs[swap] = random_ids[swap]
     targets = torch.where(chosen, tokens, torch.full_like(tokens, IGNORE_INDEX))
     return inputs, targets
 

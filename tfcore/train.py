@@ -646,51 +646,72 @@ def train(
         for cb in callbacks:
             cb(state)
 
+    pending: list[Tensor] = []  # losses still on the device: read them (a sync) only when needed
+    segment_start = time.perf_counter()  # start of the current stretch of pure training steps
+
+    def flush() -> None:
+        """Wait for the device, record the pending losses, close the timed stretch."""
+        if pending:
+            state.losses.extend(torch.stack(pending).tolist())
+            state.loss = state.losses[-1]
+            pending.clear()
+        state.train_seconds += time.perf_counter() - segment_start
+
     bar = _progress_bar(cfg.steps, state.step, progress and rank == 0)
     try:
         if state.step == 0 and cfg.eval_interval:
             run_eval()
+        segment_start = time.perf_counter()
         while state.step < cfg.steps:
-            t0 = time.perf_counter()
             lr = lr_at(state.step, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch = train_sampler(cfg.batch_size, data_generator)  # the global batch; we keep our rows
-            loss_sum = torch.zeros((), device=device)
+            step_loss = torch.zeros((), device=device)
             for micro in range(cfg.grad_accum):
                 part = tuple(t.to(device, non_blocking=True) for t in _share(batch, rank, world, micro, cfg.grad_accum))
                 sync = world == 1 or micro == cfg.grad_accum - 1  # DDP: all-reduce on the last micro-batch only
                 with (nullcontext() if sync else step_model.no_sync()), _autocast(device, amp):
                     loss, _ = loss_fn(step_model, part)
                     (loss / cfg.grad_accum).backward()
-                loss_sum += loss.detach()
+                step_loss += loss.detach() / cfg.grad_accum
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if world > 1:
-                dist.all_reduce(loss_sum, op=dist.ReduceOp.AVG)
-            state.loss = loss_sum.item() / cfg.grad_accum  # .item() waits for the GPU: the step is done
+                dist.all_reduce(step_loss, op=dist.ReduceOp.AVG)  # the global batch's loss, for the log
+            pending.append(step_loss)
             state.step += 1
             state.lr = lr
-            state.losses.append(state.loss)
             state.tokens_seen += batch[0].numel()  # input positions of the global batch
-            state.train_seconds += time.perf_counter() - t0
+            bar.update(1)
 
             last = state.step == cfg.steps
-            if state.step % cfg.log_interval == 0 or last:
-                bar.set_postfix(loss=f"{state.loss:.3f}", tok_s=f"{state.tokens_per_s:.0f}", refresh=False)
+            due = {
+                "log": state.step % cfg.log_interval == 0 or last,
+                "eval": cfg.eval_interval and (state.step % cfg.eval_interval == 0 or last),
+                "sample": cfg.sample_interval and (state.step % cfg.sample_interval == 0 or last),
+                "callbacks": callbacks and (state.step % cfg.callback_interval == 0 or last),
+                "checkpoint": ckpt_path and rank == 0 and (
+                    last or (cfg.checkpoint_interval and state.step % cfg.checkpoint_interval == 0)),
+            }
+            if not any(due.values()):
+                continue
+            flush()
+            if due["log"]:
+                bar.set_postfix(loss=f"{state.loss:.3f}", tok_s=f"{state.tokens_per_s:.0f}")
                 logger.write(event="train", step=state.step, loss=state.loss, lr=lr,
                              tokens_per_s=state.tokens_per_s, elapsed_s=time.perf_counter() - t_start)
-            bar.update(1)
-            if cfg.eval_interval and (state.step % cfg.eval_interval == 0 or last):
+            if due["eval"]:
                 run_eval()
-            if cfg.sample_interval and (state.step % cfg.sample_interval == 0 or last):
+            if due["sample"]:
                 run_sample()
-            if callbacks and (state.step % cfg.callback_interval == 0 or last):
+            if due["callbacks"]:
                 run_callbacks()
-            if ckpt_path and rank == 0 and (last or (cfg.checkpoint_interval and state.step % cfg.checkpoint_interval == 0)):
+            if due["checkpoint"]:
                 save_checkpoint(ckpt_path, state, data_generator)
+            segment_start = time.perf_counter()
     finally:
         bar.close()
         logger.close()

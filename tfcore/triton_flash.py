@@ -119,6 +119,9 @@ if HAS_TRITON:
     ):
         """One program: query tile Q_i (BLOCK_M rows) of one (batch, head). Writes O_i and L_i."""
         pid_m = tl.program_id(0)
+        if IS_CAUSAL:
+            # the last query tiles see the most keys: launch them first for better load balance
+            pid_m = tl.num_programs(0) - 1 - pid_m
         pid_bh = tl.program_id(1)
         # batch b, query head hq, and the K/V head it reads (GQA)
         b = (pid_bh // H).to(tl.int64)
@@ -316,6 +319,8 @@ if HAS_TRITON:
     ):
         """One program: dQ_i for query tile Q_i of one (batch, head)."""
         pid_m = tl.program_id(0)
+        if IS_CAUSAL:
+            pid_m = tl.num_programs(0) - 1 - pid_m  # heaviest query tiles first
         pid_bh = tl.program_id(1)
         b = (pid_bh // H).to(tl.int64)
         hq = (pid_bh % H).to(tl.int64)

@@ -65,7 +65,7 @@ class AttentionExplorer:
                  head: int = 0, dpi: float = 80, cmap="viridis") -> None:
         self.model, self.tokenizer, self.dpi, self.cmap = model, tokenizer, dpi, cmap
         self.error: str | None = None
-        self._figures: dict[tuple, tuple] = {}
+        self._figures: dict[tuple, list] = {}  # layout key -> [FastFigure, parts..., tokens shown]
         self._holding = False
         self._capture(text, source_text)
         self._build_widgets(layer, head)
@@ -189,8 +189,8 @@ class AttentionExplorer:
         style = {"description_width": "56px"}
         self.layer = W.Dropdown(options=[(_describe(n, self._masks[n] is not None), n) for n in names], value=layer,
                                 description="layer", style=style, layout=W.Layout(width="340px"))
-        self.view = W.ToggleButtons(options=list(VIEWS), value="head", description="view", style={
-            "description_width": "40px", "button_width": "86px"}, layout=W.Layout(width="auto", flex="0 0 auto"))
+        self.view = W.ToggleButtons(options=list(VIEWS), value="head", style={"button_width": "86px"},
+                                    tooltips=["one head", "every head of the layer", "two heads side by side"])
         self.head = W.IntSlider(value=head, min=0, max=h - 1, description="head", style=style,
                                 continuous_update=True)
         self.compare_head = W.IntSlider(value=1 % h, min=0, max=h - 1, description="vs head",
@@ -489,8 +489,9 @@ class AttentionExplorer:
         kind = "cross-attention: queries from the target text, keys from the source text" \
             if layer.endswith("cross_attn") else ("causal self-attention" if self._masks[layer] is not None
                                                   else "self-attention")
-        self.status.value = (f"<b>{html.escape(layer)}</b> ({kind}) · {h} heads · {t_q} queries × {t_k} keys · "
-                             f"hatched cells are masked<br>" + self._row_details())
+        hatched = " · hatched cells are masked" if self._masks[layer] is not None else ""
+        self.status.value = (f"<b>{html.escape(layer)}</b> ({kind}) · {h} heads · {t_q} queries × {t_k} keys"
+                             f"{hatched}<br>" + self._row_details())
 
     # ------------------------------------------------------------ display
 

@@ -94,9 +94,9 @@ class MaskExplorer:
         self.dpi, self.error = dpi, None
         self._figures: dict[int, tuple] = {}
         self._holding = False
-        style = {"description_width": "80px"}
-        self.kind = W.ToggleButtons(options=list(KINDS), value=kind, description="mask",
-                                    style={"description_width": "40px", "button_width": "118px"})
+        style = {"description_width": "100px"}
+        self.kind = W.ToggleButtons(options=list(KINDS), value=kind, style={"button_width": "140px"},
+                                    tooltips=[FORMULAS[k] for k in KINDS])
         self.t = W.IntSlider(value=t, min=2, max=max_t, description="T", style=style)
         self.window = W.IntSlider(value=min(window, t), min=1, max=t, description="window", style=style)
         self.prefix = W.IntSlider(value=min(prefix, t), min=0, max=t, description="prefix length", style=style)

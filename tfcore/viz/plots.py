@@ -264,6 +264,9 @@ def attention_heatmap(
     """
     w = as_weights(weights)
     t_q, t_k = w.shape
+    if key_tokens is None and query_tokens is not None and t_q != t_k:
+        raise ValueError(f"weights have T_q={t_q} queries but T_k={t_k} keys: pass key_tokens too "
+                         f"(cross-attention: queries from the target, keys from the source)")
     q_labels = token_labels(query_tokens, t_q, "query_tokens")
     k_labels = token_labels(key_tokens if key_tokens is not None else query_tokens, t_k, "key_tokens")
     m = as_mask(mask, t_q, t_k)
@@ -274,7 +277,8 @@ def attention_heatmap(
 
         from tfcore.viz.figures import heatmap_layout
 
-        _, ax = plt.subplots(figsize=heatmap_layout(q_labels, k_labels, colorbar=colorbar).figsize,
+        cell = float(np.clip(6.0 / max(t_q, t_k), 0.06, 0.5))  # small matrices get big cells
+        _, ax = plt.subplots(figsize=heatmap_layout(q_labels, k_labels, colorbar=colorbar, cell=cell).figsize,
                              layout="constrained")
     hm = Heatmap(ax, t_q, t_k, q_labels, k_labels, cmap)
     hm.update(w, m, vmax, highlight_row)
