@@ -47,3 +47,686 @@ def leakage_by_jacobian(f: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
         raise ValueError(f"x must have shape (1, T, d_in), got {tuple(x.shape)}")
     jac = torch.autograd.functional.jacobian(lambda inp: f(inp)[0], x)  # (T, d_out, 1, T, d_in)
     return jac[:, :, 0].pow(2).sum(dim=(1, 3)).sqrt()
+
+
+# =============================================================================================
+# Lesson 10: whole-model diagnostics. Everything below runs on any ``tfcore.model.Transformer``
+# (decoder, encoder or encoder-decoder) and leaves the model as it found it: same weights, same
+# training mode, no hooks left behind.
+# =============================================================================================
+
+import contextlib
+import copy
+import html
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping
+
+from torch import nn
+
+STATUSES = ("pass", "warn", "fail", "info", "skip")
+
+
+def _blocks(model: nn.Module) -> dict[str, nn.Module]:
+    """The residual blocks of a tfcore model by name, e.g. {"decoder.0": Block, ...}, encoder first."""
+    out: dict[str, nn.Module] = {}
+    for stack in ("encoder", "decoder"):
+        for i, block in enumerate(getattr(model, stack, None) or []):
+            out[f"{stack}.{i}"] = block
+    if not out:
+        raise ValueError("the model has no encoder or decoder blocks (expected a tfcore Transformer)")
+    return out
+
+
+@contextlib.contextmanager
+def _eval_no_grad(model: nn.Module) -> Iterator[None]:
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _forward(model: nn.Module, tokens: Tensor, source: Tensor | None = None, **kwargs: Any) -> Tensor:
+    if source is not None:
+        kwargs["source"] = source
+    return model(tokens, **kwargs)
+
+
+# ----------------------------------------------------------------------------- residual norms
+
+
+class ResidualNormRecorder:
+    """Forward hooks that record ``||F_l(x_l)|| / ||x_l||`` for every block at every forward pass.
+
+    F_l(x_l) = block(x_l) - x_l is what block l writes to the residual stream; the ratio says how
+    much it changes the stream (Frobenius norms over the whole batch). Use as a context manager::
+
+        with ResidualNormRecorder(model) as rec:
+            model(tokens)
+        rec.last            # {"decoder.0": 0.41, "decoder.1": 0.37}
+        rec.history         # {"decoder.0": [ratio of each forward pass], ...}
+
+    The hooks are removed on exit (also when an exception is raised).
+    """
+
+    def __init__(self, model: nn.Module, blocks: Mapping[str, nn.Module] | None = None) -> None:
+        self.blocks = dict(blocks) if blocks is not None else _blocks(model)
+        self.history: dict[str, list[float]] = {name: [] for name in self.blocks}
+        self._handles: list[Any] = []
+
+    def _hook(self, name: str):
+        def hook(module, args, kwargs, out):
+            x = args[0] if args else kwargs["x"]
+            update = out.detach().float() - x.detach().float()
+            self.history[name].append(float(update.norm() / x.detach().float().norm().clamp_min(1e-30)))
+
+        return hook
+
+    def __enter__(self) -> "ResidualNormRecorder":
+        self._handles = [b.register_forward_hook(self._hook(n), with_kwargs=True) for n, b in self.blocks.items()]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    @property
+    def last(self) -> dict[str, float]:
+        """The ratio of the latest forward pass per block (NaN for a block that has not run)."""
+        return {n: (v[-1] if v else float("nan")) for n, v in self.history.items()}
+
+
+def residual_norms(model: nn.Module, tokens: Tensor, source: Tensor | None = None, **kwargs: Any) -> dict[str, float]:
+    """``||F_l(x_l)|| / ||x_l||`` per block from one forward pass (eval mode, no gradients).
+
+    tokens: (B, T) ids; source: the encoder's tokens for an encoder-decoder model; other keyword
+    arguments go to ``model(...)`` (e.g. ``lengths``). Returns {block name: ratio}, encoder first.
+    A ratio near 0 means a block that writes (almost) nothing; far above 1, a block that
+    overwrites the stream.
+    """
+    with ResidualNormRecorder(model) as rec, _eval_no_grad(model):
+        _forward(model, tokens, source, **kwargs)
+    return rec.last
+
+
+# ----------------------------------------------------------------------------- head ablation
+
+
+def _attention_layers(model: nn.Module) -> dict[str, nn.Module]:
+    layers = model.attention_layers() if hasattr(model, "attention_layers") else {}
+    if not layers:
+        raise ValueError("the model has no attention layers (expected a tfcore Transformer)")
+    return layers
+
+
+def _normalise_heads(model: nn.Module, heads: Any) -> dict[str, list[int]]:
+    """{layer: [heads]} from a dict or from (layer, head) pairs; names and indices validated."""
+    layers = _attention_layers(model)
+    pairs = heads.items() if isinstance(heads, Mapping) else None
+    out: dict[str, list[int]] = {}
+    if pairs is None:
+        for item in heads:
+            if not (isinstance(item, tuple) and len(item) == 2):
+                raise TypeError(f"heads must be {{layer name: [head, ...]}} or (layer name, head) pairs, got {item!r}")
+            out.setdefault(item[0], []).append(item[1])
+    else:
+        for name, hs in pairs:
+            out[name] = [hs] if isinstance(hs, int) else list(hs)
+    for name, hs in out.items():
+        if name not in layers:
+            raise KeyError(f"no attention layer {name!r}; the model has {list(layers)}")
+        n = layers[name].n_heads
+        for h in hs:
+            if not isinstance(h, int) or not 0 <= h < n:
+                raise ValueError(f"head index {h!r} out of range for {name!r}, which has n_heads={n}")
+    return out
+
+
+def head_means(model: nn.Module, tokens: Tensor, source: Tensor | None = None, **kwargs: Any) -> dict[str, Tensor]:
+    """Mean output of every head over a reference batch: {layer: (h, d_head)}.
+
+    The mean is taken over batch and positions of each head's output (the input of ``out_proj``,
+    before the heads are mixed). Mean ablation replaces a head by this constant: the head still
+    adds its average contribution, but no longer depends on the input.
+    """
+    layers = _attention_layers(model)
+    sums: dict[str, Tensor] = {}
+
+    def hook_for(name: str, layer: nn.Module):
+        def hook(module, args):
+            z = args[0].detach().float()  # (B, T, h * d_head)
+            z = z.reshape(-1, layer.n_heads, layer.d_head)
+            sums[name] = z.mean(dim=0)
+
+        return hook
+
+    handles = [m.out_proj.register_forward_pre_hook(hook_for(n, m)) for n, m in layers.items()]
+    try:
+        with _eval_no_grad(model):
+            _forward(model, tokens, source, **kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+    return sums
+
+
+@contextlib.contextmanager
+def ablate_heads(model: nn.Module, heads: Any, mode: str = "zero", means: Mapping[str, Tensor] | None = None,
+                 reference: Tensor | None = None) -> Iterator[None]:
+    """Within the ``with`` block the chosen heads are ablated; on exit everything is restored.
+
+    heads: {layer name: [head, ...]} or an iterable of (layer name, head) pairs, names as in
+    ``model.attention_layers()`` (e.g. "decoder.1.attn"). mode: "zero" sets the heads' outputs
+    to 0 (through ``MultiHeadAttention.head_mask``); "mean" replaces them by their mean output on
+    a reference batch: pass ``means`` from ``head_means`` or ``reference`` tokens (B, T).
+    """
+    chosen = _normalise_heads(model, heads)
+    layers = _attention_layers(model)
+    if mode not in ("zero", "mean"):
+        raise ValueError(f"mode must be 'zero' or 'mean', got {mode!r}")
+    if mode == "mean" and means is None:
+        if reference is None:
+            raise ValueError("mode='mean' needs means=head_means(model, tokens) or reference=tokens")
+        means = head_means(model, reference)
+    saved = {name: layers[name].head_mask for name in chosen}
+    handles = []
+    try:
+        for name, hs in chosen.items():
+            layer = layers[name]
+            if mode == "zero":
+                mask = torch.ones(layer.n_heads) if saved[name] is None else saved[name].detach().clone().float()
+                mask[hs] = 0.0
+                layer.head_mask = mask
+            else:
+                mean = means[name]
+                idx = list(hs)
+
+                def hook(module, args, layer=layer, mean=mean, idx=idx):
+                    z = args[0]
+                    b, t, _ = z.shape
+                    z = z.reshape(b, t, layer.n_heads, layer.d_head).clone()
+                    z[:, :, idx] = mean[idx].to(z)
+                    return (z.reshape(b, t, -1),) + tuple(args[1:])
+
+                handles.append(layer.out_proj.register_forward_pre_hook(hook))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+        for name, mask in saved.items():
+            layers[name].head_mask = mask
+
+
+def _default_loss(model: nn.Module, tokens: Tensor, source: Tensor | None, **kwargs: Any) -> Tensor:
+    from tfcore.losses import lm_loss
+
+    return lm_loss(_forward(model, tokens, source, **kwargs), tokens)
+
+
+def head_ablation_effects(model: nn.Module, tokens: Tensor, mode: str = "zero", reference: Tensor | None = None,
+                          loss_fn: Callable[[nn.Module], Tensor] | None = None,
+                          source: Tensor | None = None) -> tuple[float, dict[str, Tensor]]:
+    """Ablate one head at a time and measure the loss: (base loss, {layer: (h,) loss increases}).
+
+    loss_fn(model) -> scalar loss; default: the shifted LM loss of ``tokens`` (decoders).
+    mode "mean" takes the head means on ``reference`` (default: ``tokens`` themselves).
+    A large increase marks a head the model relies on; about 0, a head it can do without.
+    """
+    if loss_fn is None:
+        if getattr(model, "decoder", None) is None:
+            raise ValueError("an encoder-only model needs loss_fn(model) -> loss (e.g. an MLM loss)")
+
+        def loss_fn(m: nn.Module) -> Tensor:
+            return _default_loss(m, tokens, source)
+
+    means = head_means(model, tokens if reference is None else reference, source) if mode == "mean" else None
+    with _eval_no_grad(model):
+        base = float(loss_fn(model))
+        effects: dict[str, Tensor] = {}
+        for name, layer in _attention_layers(model).items():
+            deltas = torch.zeros(layer.n_heads)
+            for h in range(layer.n_heads):
+                with ablate_heads(model, {name: [h]}, mode=mode, means=means):
+                    deltas[h] = float(loss_fn(model)) - base
+            effects[name] = deltas
+    return base, effects
+
+
+# ----------------------------------------------------------------------------- attention entropy per head
+
+
+def normalised_entropy(weights: Tensor, causal: bool = False) -> Tensor:
+    """Entropy of each row divided by that of a uniform row over the visible keys: (..., T_q).
+
+    1 = uniform over every visible key (diffuse), 0 = one key (collapsed). With ``causal`` the
+    query at row i (aligned to the last key) sees i + 1 + (T_k - T_q) keys, else all T_k. Rows
+    with a single visible key have no spread to measure and give NaN.
+    """
+    t_q, t_k = weights.shape[-2], weights.shape[-1]
+    visible = (torch.arange(t_q, dtype=torch.float64) + 1 + (t_k - t_q)) if causal else torch.full((t_q,), float(t_k))
+    uniform = visible.log().to(weights.device)
+    h = attention_entropy(weights).double()
+    out = torch.where(uniform > 0, h / uniform.clamp_min(1e-30), torch.full_like(h, float("nan")))
+    return out.to(weights.dtype if weights.is_floating_point() else torch.float32)
+
+
+def _is_causal_layer(name: str, model: nn.Module) -> bool:
+    return name.startswith("decoder.") and name.endswith(".attn")
+
+
+def head_entropy(model: nn.Module, tokens: Tensor, source: Tensor | None = None,
+                 **kwargs: Any) -> dict[str, dict[str, Tensor]]:
+    """Per layer: {"entropy": (h,) mean H in nats, "normalised": (h,) mean H / H_uniform, "weights": (B, h, T_q, T_k)}.
+
+    Weights come from ``capture_attention`` on one forward pass (eval mode); decoder
+    self-attention is measured against a causal uniform row, everything else against log T_k.
+    """
+    from tfcore.model import capture_attention
+
+    with _eval_no_grad(model), capture_attention(model) as captured:
+        _forward(model, tokens, source, **kwargs)
+    out = {}
+    for name, w in captured.items():
+        if w is None:
+            continue
+        norm = normalised_entropy(w.float(), causal=_is_causal_layer(name, model))
+        out[name] = {"entropy": attention_entropy(w.float()).mean(dim=(0, 2)),
+                     "normalised": torch.nanmean(norm, dim=(0, 2)) if norm.isfinite().any() else norm.mean(dim=(0, 2)),
+                     "weights": w}
+    return out
+
+
+def classify_heads(normalised: Mapping[str, Tensor], collapsed: float = 0.2, diffuse: float = 0.9) -> dict[str, list]:
+    """{"collapsed": [(layer, head, value)], "diffuse": [...]} from per-layer (h,) normalised entropies."""
+    out: dict[str, list] = {"collapsed": [], "diffuse": []}
+    for name, values in normalised.items():
+        for h, v in enumerate(values.tolist()):
+            if v < collapsed:
+                out["collapsed"].append((name, h, v))
+            elif v > diffuse:
+                out["diffuse"].append((name, h, v))
+    return out
+
+
+# ----------------------------------------------------------------------------- whole-model mask tests
+
+
+def _output_change(model: nn.Module, tokens: Tensor, changed: Tensor, source: Tensor | None, **kwargs: Any) -> Tensor:
+    """max |f(changed) - f(tokens)| per position: (T,)."""
+    before = _forward(model, tokens, source, **kwargs).float()
+    after = _forward(model, changed, source, **kwargs).float()
+    return (before - after).abs().flatten(2).amax(dim=(0, 2))
+
+
+def leakage_test(model: nn.Module, tokens: Tensor, vocab_size: int, positions: Iterable[int] | None = None,
+                 source: Tensor | None = None, atol: float = 1e-5, **kwargs: Any) -> dict[int, list[int]]:
+    """The lesson 02 leakage test on a whole model: {changed position j: earlier outputs i < j that moved}.
+
+    Changes the token at each position j (all positions by default, at most 64 of them spread
+    evenly) and lists the outputs i < j whose logits moved by more than ``atol``. A causal
+    decoder gives [] everywhere; a bidirectional encoder gives [0, ..., j - 1].
+    """
+    t = tokens.shape[1]
+    if positions is None:
+        positions = range(1, t) if t <= 65 else sorted({round(1 + k * (t - 2) / 63) for k in range(64)})
+    out: dict[int, list[int]] = {}
+    with _eval_no_grad(model):
+        before = _forward(model, tokens, source, **kwargs).float()
+        for j in positions:
+            if not 0 <= j < t:
+                raise ValueError(f"position must lie in [0, T={t}), got {j}")
+            changed = tokens.clone()
+            changed[:, j] = (changed[:, j] + 1) % vocab_size
+            moved = (_forward(model, changed, source, **kwargs).float() - before).abs().flatten(2).amax(dim=(0, 2)) > atol
+            out[j] = [i for i in range(j) if moved[i]]
+    return out
+
+
+def padding_leakage(model: nn.Module, tokens: Tensor, lengths: Tensor, vocab_size: int,
+                    source: Tensor | None = None, atol: float = 1e-5) -> list[tuple[int, int]]:
+    """Change every padded token (position >= length) and list the real outputs that moved: [(row, position)].
+
+    With a correct key padding mask the list is empty: padding cannot reach real tokens.
+    """
+    lengths = torch.as_tensor(lengths)
+    t = tokens.shape[1]
+    pad = torch.arange(t)[None, :] >= lengths[:, None]  # (B, T)
+    changed = torch.where(pad, (tokens + 1) % vocab_size, tokens)
+    with _eval_no_grad(model):
+        before = _forward(model, tokens, source, lengths=lengths).float()
+        after = _forward(model, changed, source, lengths=lengths).float()
+    moved = (before - after).abs().flatten(2).amax(dim=2) > atol  # (B, T)
+    return [(b, i) for b, i in (moved & ~pad).nonzero().tolist()]
+
+
+# ----------------------------------------------------------------------------- gradients and overfitting
+
+
+def _param_group(name: str) -> str:
+    parts = name.split(".")
+    if parts[0] in ("encoder", "decoder") and len(parts) > 1 and parts[1].isdigit():
+        return f"{parts[0]}.{parts[1]}"
+    return parts[0]
+
+
+def gradient_norms(model: nn.Module, loss: Tensor) -> dict[str, float]:
+    """||dL/dθ|| per part of the model ("embed", "decoder.0", ..., "unembed"), from one loss.
+
+    Uses ``torch.autograd.grad``, so the parameters' ``.grad`` fields are left alone. A tied
+    unembedding is the embedding matrix, so it is reported under "embed" only.
+    """
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
+    squares: dict[str, float] = {}
+    for (name, _), g in zip(named, grads):
+        group = _param_group(name)
+        squares[group] = squares.get(group, 0.0) + (0.0 if g is None else float(g.detach().double().pow(2).sum()))
+    return {k: math.sqrt(v) for k, v in squares.items()}
+
+
+def overfit_batch(model: nn.Module, loss_fn: Callable[[nn.Module], Tensor], steps: int = 60, lr: float = 3e-3) -> list[float]:
+    """Train a deep copy of the model on one fixed batch; return the loss before each step and after the last.
+
+    loss_fn(model) -> scalar loss on the fixed batch. A healthy model drives it far down in a few
+    dozen Adam steps; if it cannot, something blocks learning (a detached graph, a frozen or
+    zeroed layer, a loss on the wrong targets). The original model is not touched.
+    """
+    clone = copy.deepcopy(model).train()
+    params = [p for p in clone.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr) if params else None
+    losses = []
+    for _ in range(steps):
+        loss = loss_fn(clone)
+        losses.append(float(loss))
+        if opt is None or not loss.requires_grad:
+            continue
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        losses.append(float(loss_fn(clone)))
+    return losses
+
+
+# ----------------------------------------------------------------------------- the checklist
+
+
+@dataclass
+class CheckItem:
+    """One line of the checklist: a name, a status and what was measured."""
+
+    name: str
+    status: str  # "pass" | "warn" | "fail" | "info" | "skip"
+    summary: str  # one line: the measured value against the expectation
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+
+_MARKS = {"pass": "ok  ", "warn": "WARN", "fail": "FAIL", "info": "info", "skip": "skip"}
+_COLOURS = {"pass": "#2e7d32", "warn": "#ef6c00", "fail": "#c62828", "info": "#1565c0", "skip": "#757575"}
+
+
+@dataclass
+class ChecklistReport:
+    """The result of ``debugging_checklist``: ``items`` in order, ``ok`` when nothing failed.
+
+    ``report["leakage"]`` is one item; ``str(report)`` (and ``print``) a text table; in a
+    notebook the report shows as an HTML table. ``to_dict()`` gives plain Python values.
+    """
+
+    model: str
+    items: list[CheckItem]
+
+    @property
+    def ok(self) -> bool:
+        return all(item.status != "fail" for item in self.items)
+
+    @property
+    def failed(self) -> list[str]:
+        return [item.name for item in self.items if item.status == "fail"]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [item.name for item in self.items if item.status == "warn"]
+
+    def __getitem__(self, name: str) -> CheckItem:
+        for item in self.items:
+            if item.name == name:
+                return item
+        raise KeyError(f"no check named {name!r}; the checks are {[i.name for i in self.items]}")
+
+    def __str__(self) -> str:
+        width = max(len(i.name) for i in self.items)
+        lines = [f"debugging checklist: {self.model}"]
+        lines += [f"  [{_MARKS[i.status]}] {i.name:<{width}}  {i.summary}" for i in self.items]
+        verdict = "no failures" if self.ok else "FAILED: " + ", ".join(self.failed)
+        if self.warnings:
+            verdict += "; warnings: " + ", ".join(self.warnings)
+        lines.append(f"  => {verdict}")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f'<tr><td style="color:{_COLOURS[i.status]};font-weight:bold;text-align:left">{_MARKS[i.status].strip()}</td>'
+            f'<td style="text-align:left">{html.escape(i.name)}</td>'
+            f'<td style="text-align:left">{html.escape(i.summary)}</td></tr>'
+            for i in self.items
+        )
+        verdict = "no failures" if self.ok else "failed: " + ", ".join(self.failed)
+        return (f'<div class="tfcore-checklist"><b>debugging checklist</b>: {html.escape(self.model)}'
+                f'<table style="border-collapse:collapse;font-family:monospace;font-size:12px">'
+                f"<tr><th>status</th><th>check</th><th>result</th></tr>{rows}</table>"
+                f"<i>{html.escape(verdict)}</i></div>")
+
+    def to_dict(self) -> dict[str, Any]:
+        """{"model", "ok", "items": [{"name", "status", "summary", "details"}]} with plain values."""
+
+        def plain(x: Any) -> Any:
+            if isinstance(x, Tensor):
+                return x.tolist()
+            if isinstance(x, Mapping):
+                return {str(k): plain(v) for k, v in x.items()}
+            if isinstance(x, (list, tuple)):
+                return [plain(v) for v in x]
+            return x
+
+        return {"model": self.model, "ok": self.ok,
+                "items": [{"name": i.name, "status": i.status, "summary": i.summary, "details": plain(i.details)}
+                          for i in self.items]}
+
+
+def _describe_model(model: nn.Module) -> str:
+    c = getattr(model, "config", None)
+    n = sum(p.numel() for p in model.parameters())
+    if c is None:
+        return f"{type(model).__name__}, {n:,} parameters"
+    return (f"{c.architecture}, {c.n_layers} layers, {c.n_heads} heads, d_model={c.d_model}, "
+            f"vocab={c.vocab_size}, {n:,} parameters")
+
+
+def debugging_checklist(
+    model: nn.Module,
+    batch: Tensor,
+    vocab_size: int,
+    *,
+    source: Tensor | None = None,
+    steps: int = 60,
+    lr: float = 3e-3,
+    overfit_target: float = 0.25,
+    loss_tolerance: float = 0.1,
+    mask_id: int | None = None,
+    seed: int = 0,
+) -> ChecklistReport:
+    """Run the lesson 10 checklist on a tfcore model and one batch; returns a ``ChecklistReport``.
+
+    batch: (B, T) token ids (the decoder's tokens for an encoder-decoder model, whose encoder
+    input is ``source``). The loss is the shifted LM loss for models with a decoder and the
+    masked-LM loss (15% of positions, ``mask_id`` default ``vocab_size - 1``, drawn from ``seed``)
+    for encoders. Checks, in order:
+
+    1. initial loss: within ``loss_tolerance`` x ln V of ln V (a model at chance); far above:
+       overconfident initialisation; below: already trained (or leaking).
+    2. overfit one batch: ``steps`` Adam steps (``lr``) on a copy; the loss must end below
+       ``overfit_target`` x its start.
+    3. leakage: a decoder's output i must not move when a token j > i changes; an encoder's must.
+    4. padding: with the last quarter of each row marked as padding (``lengths``), changing
+       those tokens must not move any real output.
+    5. attention rows: every captured attention row sums to 1 over the keys.
+    6. gradient norms: one backward pass; every part gets a finite, non-zero gradient.
+    7. attention entropy: mean H / H_uniform per head; collapsed (< 0.2) and diffuse (> 0.9) heads.
+    8. residual norms: ||F_l(x)|| / ||x|| per block; warn above 10 (overwrites) or below 1e-3 (dead).
+
+    The model is left as it was (weights, training mode, hooks).
+    """
+    from tfcore.losses import lm_loss, mlm_loss, mlm_mask
+
+    if batch.dim() != 2:
+        raise ValueError(f"batch must have shape (B, T), got {tuple(batch.shape)}")
+    if batch.shape[1] < 2:
+        raise ValueError(f"batch needs T >= 2 (a next token to predict), got T={batch.shape[1]}")
+    has_decoder = getattr(model, "decoder", None) is not None
+    has_encoder = getattr(model, "encoder", None) is not None
+    if has_decoder and has_encoder and source is None:
+        raise ValueError("an encoder-decoder model needs source=(B, T_src) encoder tokens")
+    items: list[CheckItem] = []
+    log_v = math.log(vocab_size)
+
+    if has_decoder:
+        inputs, targets = batch, None
+
+        def loss_fn(m: nn.Module) -> Tensor:
+            return lm_loss(_forward(m, batch, source), batch)
+    else:
+        mid = vocab_size - 1 if mask_id is None else mask_id
+        inputs, targets = mlm_mask(batch, mid, mid, 0.15, torch.Generator().manual_seed(seed))
+        if (targets == -100).all():  # a tiny batch may draw no position: score the first one
+            targets[:, 0] = batch[:, 0]
+
+        def loss_fn(m: nn.Module) -> Tensor:
+            return mlm_loss(_forward(m, inputs), targets)
+
+    # 1. initial loss
+    with _eval_no_grad(model):
+        loss0 = float(loss_fn(model))
+    gap = loss0 - log_v
+    if not math.isfinite(loss0):
+        status, note = "fail", "not finite"
+    elif abs(gap) <= loss_tolerance * log_v:
+        status, note = "pass", "at chance, as a fresh model should be"
+    elif gap > 0:
+        status, note = "fail", "above chance: overconfident logits (initialisation or output scale)"
+    else:
+        status, note = "warn", "below chance: already trained, or the model sees its targets"
+    items.append(CheckItem("initial loss", status, f"{loss0:.3f} vs ln V = {log_v:.3f} ({note})",
+                           {"loss": loss0, "ln_V": log_v}))
+
+    # 2. overfit one batch
+    torch.manual_seed(seed)
+    curve = overfit_batch(model, loss_fn, steps=steps, lr=lr)
+    start, end = curve[0], curve[-1]
+    ok = math.isfinite(end) and end < overfit_target * start
+    items.append(CheckItem("overfit one batch", "pass" if ok else "fail",
+                           f"{start:.3f} -> {end:.3f} in {steps} steps (target < {overfit_target:g} x start)",
+                           {"losses": curve}))
+
+    # 3. leakage
+    leaks = leakage_test(model, inputs, vocab_size, source=source)
+    leaky = {j: i for j, i in leaks.items() if i}
+    n_pairs = sum(len(i) for i in leaks.values())
+    if has_decoder:
+        if leaky:
+            first = min(leaky)
+            status, summary = "fail", (f"output depends on later tokens: {n_pairs} (earlier output, later token) pairs, "
+                                       f"e.g. changing token {first} moves outputs {leaky[first][:5]}")
+        else:
+            status, summary = "pass", f"no output moves when a later token changes ({len(leaks)} positions tried)"
+    else:
+        total = sum(j for j in leaks)
+        status = "pass" if n_pairs == total else "fail"
+        summary = (f"bidirectional as an encoder should be ({n_pairs}/{total} earlier outputs move)" if status == "pass"
+                   else f"an encoder should see later tokens, but only {n_pairs}/{total} earlier outputs move")
+    items.append(CheckItem("leakage", status, summary, {"moved": leaks}))
+
+    # 4. padding
+    b, t = inputs.shape
+    n_pad = max(1, t // 4)
+    lengths = torch.full((b,), t - n_pad, dtype=torch.long)
+    try:
+        bad = padding_leakage(model, inputs, lengths, vocab_size, source=source)
+        items.append(CheckItem("padding", "fail" if bad else "pass",
+                               (f"{len(bad)} real outputs move when padding changes, e.g. (row, position) {bad[0]}"
+                                if bad else f"changing the last {n_pad} (padded) tokens moves no real output"),
+                               {"moved": bad}))
+    except Exception as exc:  # a model that does not accept lengths
+        items.append(CheckItem("padding", "skip", f"model(tokens, lengths=...) raised {type(exc).__name__}: {exc}"))
+
+    # 5. attention rows sum to 1
+    try:
+        entropies = head_entropy(model, inputs, source)
+    except Exception as exc:
+        entropies = {}
+        items.append(CheckItem("attention rows", "skip", f"could not capture weights ({type(exc).__name__}: {exc})"))
+    else:
+        worst = 0.0
+        for name, e in entropies.items():
+            worst = max(worst, float((e["weights"].float().sum(-1) - 1).abs().max()))
+        items.append(CheckItem("attention rows", "pass" if worst < 1e-3 else "fail",
+                               f"max |sum_j a_ij - 1| = {worst:.2g}"
+                               + ("" if worst < 1e-3 else ": the softmax does not normalise over the keys"),
+                               {"max_error": worst}))
+
+    # 6. gradient norms
+    was_training = model.training
+    model.eval()
+    try:
+        loss = loss_fn(model)
+        norms = gradient_norms(model, loss) if loss.requires_grad else {}
+    finally:
+        model.train(was_training)
+    bad = [k for k, v in norms.items() if not math.isfinite(v) or v == 0.0]
+    if not norms:
+        status, summary = "fail", "the loss has no gradient (detached graph or frozen parameters)"
+    else:
+        lo, hi = min(norms.values()), max(norms.values())
+        status = "fail" if bad else "pass"
+        summary = (f"zero or non-finite gradient in {bad}" if bad
+                   else f"{len(norms)} parts, norms from {lo:.2g} to {hi:.2g}")
+    items.append(CheckItem("gradient norms", status, summary, {"norms": norms}))
+
+    # 7. attention entropy
+    if entropies:
+        normalised = {n: e["normalised"] for n, e in entropies.items()}
+        kinds = classify_heads(normalised)
+        n_heads = sum(len(v) for v in normalised.values())
+        allv = torch.cat([v.flatten() for v in normalised.values()])
+        items.append(CheckItem(
+            "attention entropy", "info",
+            f"H / H_uniform from {float(allv.min()):.2f} to {float(allv.max()):.2f}; "
+            f"{len(kinds['collapsed'])} collapsed, {len(kinds['diffuse'])} diffuse of {n_heads} heads",
+            {"normalised": normalised, "entropy": {n: e["entropy"] for n, e in entropies.items()}, **kinds}))
+
+    # 8. residual norms
+    ratios = residual_norms(model, inputs, source)
+    big = [n for n, r in ratios.items() if not r <= 10]
+    dead = [n for n, r in ratios.items() if r < 1e-3]
+    status = "warn" if big or dead else "info"
+    summary = "; ".join(f"{n} {r:.2g}" for n, r in ratios.items())
+    if big:
+        summary += f"  (above 10: {big})"
+    if dead:
+        summary += f"  (below 1e-3: {dead})"
+    items.append(CheckItem("residual norms", status, summary, {"ratios": ratios}))
+
+    return ChecklistReport(_describe_model(model), items)

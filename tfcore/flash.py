@@ -459,6 +459,7 @@ def flash_attention_steps(
 
         j        tile index;  keys: (c0, c1), the key rows of the tile
         S        (T_q, Bc) masked scores of the tile
+        P        (T_q, Bc) exp(S - m), this tile's unnormalised weights
         m        (T_q,) running max after the tile
         l        (T_q,) running sum after the tile
         rescale  (T_q,) exp(m_old - m_new), applied to the earlier l and O
@@ -501,7 +502,7 @@ def flash_attention_steps(
         m = m_new
         O = O_acc / torch.where(l > 0, l, torch.ones_like(l)).unsqueeze(-1)
         steps.append(
-            {"j": j, "keys": (c0, c1), "S": S, "m": m.clone(), "l": l.clone(), "rescale": rescale,
+            {"j": j, "keys": (c0, c1), "S": S, "P": P, "m": m.clone(), "l": l.clone(), "rescale": rescale,
              "O_acc": O_acc.clone(), "O": O}
         )
     return steps

@@ -77,11 +77,9 @@ def _combine(answer, c: Checker) -> None:
         out = c.call(answer, lengths_t, t, case=case)
         c.compare(out, ref, case, wrong=[
             ("combined with OR: a key is visible only if both masks allow it (logical AND, &)", lambda: causal | keys),
-            ("you also hid the rows of pad queries (i >= length): those rows are then fully masked, which a plain "
-             "softmax turns into NaN (section 5); hide pad keys only, the loss ignores pad queries",
-             lambda: causal & keys & queries),
-            ("the padding hides queries (rows) instead of keys (columns): a padding mask (B, 1, 1, T) masks the "
-             "last axis, the keys", lambda: causal & queries),
+            ("you hid the rows of pad queries (i >= length): those rows are then fully masked, which a plain "
+             "softmax turns into NaN (section 5). The padding mask (B, 1, 1, T) hides keys, the last axis, only; "
+             "the loss ignores pad queries", lambda: causal & keys & queries),
             ("the causal part is transposed: query i (row) sees keys j <= i (columns), the lower triangle",
              lambda: causal.T & keys),
             ("the causal part is missing: combine the (T, T) causal mask with the padding mask",
@@ -111,7 +109,7 @@ def _leak_models(c: Checker):
     v, t = 11, 7
     with torch.random.fork_rng(devices=[]):  # the learner's global RNG is left as it was
         torch.manual_seed(2)
-        model = Transformer(TransformerConfig(vocab_size=v, d_model=16, n_layers=2, n_heads=2, max_seq_len=t)).eval()
+        model = Transformer(TransformerConfig(vocab_size=v, d_model=16, n_layers=1, n_heads=2, max_seq_len=t)).eval()
 
     def wired(mask: torch.Tensor | None, is_causal: bool):
         def model_fn(tokens: torch.Tensor) -> torch.Tensor:
@@ -132,9 +130,9 @@ def _leak_models(c: Checker):
 
     correct, no_mask = wired(None, True), wired(None, False)
 
-    def tiny(tokens: torch.Tensor) -> torch.Tensor:  # earlier outputs move by about 1e-4 only
+    def tiny(tokens: torch.Tensor) -> torch.Tensor:  # earlier outputs move by about 2e-4 only
         a = correct(tokens)
-        return a + 1e-2 * (no_mask(tokens) - a)
+        return a + 3e-2 * (no_mask(tokens) - a)
 
     def tokens_with(column: int | None = None, value: int | None = None, batch: int = 2) -> torch.Tensor:
         tok = (c.rand(batch, t) * v).long().clamp(max=v - 1)
@@ -170,8 +168,8 @@ _LEAK_CASES = {
     "token V-1": ("a decoder leaking from position 4, where every token is vocab_size - 1", "missed a leak at a "
                   "position whose token is vocab_size - 1: the changed token must differ from the original and stay "
                   "a valid id, e.g. (t + 1) % vocab_size"),
-    "tiny": ("a decoder with a small leak (earlier outputs move by about 1e-4)", "missed a small leak (earlier "
-             "outputs moved by about 1e-4): compare exactly or with a tolerance of 1e-6 at most; float noise does "
+    "tiny": ("a decoder with a small leak (earlier outputs move by about 2e-4)", "missed a small leak (earlier "
+             "outputs moved by about 2e-4): compare exactly or with a tolerance of 1e-6 at most; float noise does "
              "not change earlier outputs of a causal model"),
     "causal, B=3": ("a correct causal decoder on a batch of 3", "you flagged a correct causal model on a batch of 3 "
                     "sequences: when token j changes, only the outputs i < j must stay the same"),
