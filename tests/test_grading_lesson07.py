@@ -114,6 +114,96 @@ CASES = {
 }
 
 
+
+# ----------------------------------------------------------------------------- positions.alibi
+
+
+def alibi(n_heads, t):
+    def geometric(n):
+        return [2.0 ** (-8.0 * h / n) for h in range(1, n + 1)]
+
+    p = 2 ** int(math.floor(math.log2(n_heads)))
+    slopes = torch.tensor(geometric(p) + geometric(2 * p)[0::2][: n_heads - p])
+    pos = torch.arange(t)
+    return slopes, -slopes[:, None, None] * (pos[:, None] - pos[None, :]).abs()
+
+
+def alibi_loops(n_heads, t):
+    """Slopes by the recursive rule of the ALiBi code, bias by explicit loops (float64)."""
+    def slopes_of(n):
+        if math.log2(n).is_integer():
+            start = 2.0 ** (-(2.0 ** -(math.log2(n) - 3)))
+            return [start * start**i for i in range(n)]
+        p = 2 ** math.floor(math.log2(n))
+        return slopes_of(p) + slopes_of(2 * p)[0::2][: n - p]
+
+    slopes = slopes_of(n_heads)
+    bias = [[[-m * abs(i - j) for j in range(t)] for i in range(t)] for m in slopes]
+    return torch.tensor(slopes, dtype=torch.float64), torch.tensor(bias, dtype=torch.float64)
+
+
+def _alibi_variant(slopes_fn=None, bias_fn=None):
+    def answer(n_heads, t):
+        slopes, bias = alibi(n_heads, t)
+        if slopes_fn is not None:
+            slopes = slopes_fn(n_heads, slopes)
+            bias = -slopes[:, None, None] * (torch.arange(t)[:, None] - torch.arange(t)[None, :]).abs()
+        if bias_fn is not None:
+            bias = bias_fn(slopes, t, bias)
+        return slopes, bias
+
+    return answer
+
+
+# ----------------------------------------------------------------------------- positions.equivariance
+
+
+def equivariance_gap(model, tokens, perm):
+    with torch.no_grad():
+        return (model(tokens[:, perm]) - model(tokens)[:, perm]).abs().max().item()
+
+
+def equivariance_gap_matrix(model, tokens, perm):
+    """With an explicit permutation matrix P acting on the token axis, in float64 at the end."""
+    P = torch.eye(len(perm))[perm]  # (P y)[i] = y[perm[i]]
+    permuted_tokens = (P.long() @ tokens.T).T
+    with torch.no_grad():
+        a = model(permuted_tokens).double()
+        b = torch.einsum("ij,bjv->biv", P.double(), model(tokens).double())
+    return float(np.abs((a - b).numpy()).max())
+
+
+CASES["positions.alibi"] = Entry(
+    solution=alibi,
+    styles={"recursive_loops_float64": alibi_loops},
+    wrong={
+        "reversed": (_alibi_variant(slopes_fn=lambda n, s: s.flip(0)), "reverse order"),
+        "h_from_zero": (_alibi_variant(slopes_fn=lambda n, s: torch.tensor([2.0 ** (-8.0 * h / n) for h in range(n)])),
+                        "h counts from 1"),
+        "plain_geometric": (_alibi_variant(slopes_fn=lambda n, s: torch.tensor([2.0 ** (-8.0 * h / n)
+                                                                                for h in range(1, n + 1)])),
+                            "not a power of two"),
+        "sorted": (_alibi_variant(slopes_fn=lambda n, s: s.sort(descending=True).values), "do not sort"),
+        "positive": (_alibi_variant(bias_fn=lambda s, t, b: -b), "wrong sign"),
+        "no_abs": (_alibi_variant(bias_fn=lambda s, t, b: -s[:, None, None] * (torch.arange(t)[:, None]
+                                                                            - torch.arange(t)[None, :])),
+                   "use the distance |i - j|"),
+        "heads_last": (_alibi_variant(bias_fn=lambda s, t, b: b.permute(1, 2, 0)), "heads go first"),
+        "list": (lambda n, t: list(alibi(n, t)), "return a tuple (slopes, bias)"),
+    },
+)
+
+CASES["positions.equivariance"] = Entry(
+    solution=equivariance_gap,
+    styles={"permutation_matrix": equivariance_gap_matrix},
+    wrong={
+        "output_not_permuted": (lambda m, x, p: (m(x[:, p]) - m(x)).abs().max().item(), "permuted the same way"),
+        "inverse": (lambda m, x, p: (m(x[:, p]) - m(x)[:, torch.argsort(p)]).abs().max().item(), "inverse permutation"),
+        "mean": (lambda m, x, p: (m(x[:, p]) - m(x)[:, p]).abs().mean().item(), "not the mean"),
+        "no_abs": (lambda m, x, p: (m(x[:, p]) - m(x)[:, p]).max().item(), "absolute value"),
+    },
+)
+
 @pytest.mark.parametrize("exercise_id, kind, name", case_params(CASES))
 def test_lesson07_checks(exercise_id, kind, name):
     run_case(CASES, exercise_id, kind, name)

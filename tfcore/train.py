@@ -94,6 +94,7 @@ class TrainConfig:
     dtype: str = "auto"  # autocast: "auto" (bf16 on CUDA, fp32 on CPU) | "float32" | "bfloat16" | "float16"
     compile: bool = False  # torch.compile the model
     fused_adamw: bool | None = None  # None: fused kernel on CUDA, the default one elsewhere
+    optimizer: str = "adamw"  # "adamw" | "muon" (Muon on the hidden weight matrices, AdamW on the rest)
     backend: str | None = None  # attention backend to set on the model ("sdpa", ...); None: keep it
     num_threads: int | None = None  # torch.set_num_threads on CPU; None: leave torch's default
     out_dir: str | None = None  # checkpoint and JSON-lines log go here; None: nowhere
@@ -108,6 +109,8 @@ class TrainConfig:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if not 0 <= self.min_lr <= self.lr:
             raise ValueError(f"min_lr={self.min_lr} must lie in [0, lr={self.lr}]")
+        if self.optimizer not in ("adamw", "muon"):
+            raise ValueError(f"optimizer must be 'adamw' or 'muon', got {self.optimizer!r}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', got {self.dtype!r}")
 
@@ -151,10 +154,51 @@ def param_group_names(model: nn.Module) -> tuple[list[str], list[str]]:
     return [n for n, p in named if id(p) in ids], [n for n, p in named if id(p) not in ids]
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer | "Optimizers":
+    """AdamW over ``param_groups``; or, with ``cfg.optimizer == "muon"``, Muon for the hidden
+    weight matrices and AdamW for everything else (embeddings, norms, biases, an untied unembedding).
+
+    Muon orthogonalises each matrix's momentum (Newton-Schulz) before the update; with
+    ``adjust_lr_fn="match_rms_adamw"`` its updates have AdamW's size, so one ``lr`` serves both.
+    """
     fused = cfg.fused_adamw if cfg.fused_adamw is not None else device.type == "cuda"
-    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=lr_at(0, cfg), betas=cfg.betas,
-                             eps=cfg.eps, fused=fused or None)
+    groups = param_groups(model, cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=lr_at(0, cfg), betas=cfg.betas, eps=cfg.eps, fused=fused or None)
+    head = getattr(model, "unembed", None)
+    hidden = [p for p in groups[0]["params"] if head is None or p is not head.weight]
+    rest = [p for p in groups[0]["params"] if head is not None and p is head.weight]
+    muon = torch.optim.Muon(hidden, lr=lr_at(0, cfg), weight_decay=cfg.weight_decay, momentum=0.95,
+                            adjust_lr_fn="match_rms_adamw")
+    adamw = torch.optim.AdamW([{"params": rest, "weight_decay": cfg.weight_decay}, groups[1]], lr=lr_at(0, cfg),
+                              betas=cfg.betas, eps=cfg.eps, fused=fused or None)
+    return Optimizers(muon, adamw)
+
+
+class Optimizers:
+    """Several optimisers stepped as one (Muon + AdamW); ``param_groups`` lists all their groups."""
+
+    def __init__(self, *optimizers: torch.optim.Optimizer) -> None:
+        self.optimizers = optimizers
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [g for o in self.optimizers for g in o.param_groups]
+
+    def step(self) -> None:
+        for o in self.optimizers:
+            o.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for o in self.optimizers:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict:
+        return {"optimizers": [o.state_dict() for o in self.optimizers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for o, s in zip(self.optimizers, state["optimizers"], strict=True):
+            o.load_state_dict(s)
 
 
 # ----------------------------------------------------------------------------- data
@@ -575,8 +619,8 @@ def train(
 
     train_data, val_data: a 1-D corpus of ids (N,) (random windows, ``cfg.objective`` "lm" or
     "mlm") or a ``Sampler`` ``(batch_size, generator) -> (inputs, targets)`` or ``(source,
-    inputs, targets)``. callbacks: called with a ``TrainState`` every ``callback_interval`` steps
-    and after the last. tokenizer: with ``encode``/``decode`` it enables samples every
+    inputs, targets)``. callbacks: called (on rank 0) with a ``TrainState`` every
+    ``callback_interval`` steps and after the last. tokenizer: with ``encode``/``decode`` it enables samples every
     ``sample_interval`` steps. resume: True continues from ``out_dir/ckpt.pt`` if it exists; a
     path continues from that file. log: where to send sample texts as they come (e.g. ``print``);
     nothing is printed otherwise, so a notebook's output stays the same from run to run.
@@ -608,6 +652,8 @@ def train(
     resume_path = Path(resume) if isinstance(resume, (str, os.PathLike)) else (ckpt_path if resume else None)
     if resume_path is not None and resume_path.exists():
         _restore(resume_path, state, data_generator, device)
+        if rank > 0:  # the checkpoint holds rank 0's dropout RNG: give the others their own again
+            torch.manual_seed(cfg.seed + rank + 7919 * state.step)
     logger = _JsonLog(log_path if rank == 0 else None)
     logger.write(event="start", step=state.step, world_size=world, device=str(device), train_config=asdict(cfg),
                  model_config=asdict(model.config))
@@ -643,8 +689,9 @@ def train(
             log(f"--- sample at step {state.step} ---\n{text}")
 
     def run_callbacks() -> None:
-        for cb in callbacks:
-            cb(state)
+        if rank == 0:
+            for cb in callbacks:
+                cb(state)
 
     pending: list[Tensor] = []  # losses still on the device: read them (a sync) only when needed
     segment_start = time.perf_counter()  # start of the current stretch of pure training steps

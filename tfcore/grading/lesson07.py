@@ -103,3 +103,116 @@ def _rope(answer, c: Checker) -> None:
             ("put the rotated pairs back in the wrong order: keep them interleaved (stack on a new last axis, "
              "then flatten)", lambda: _rope_variant(x, positions, b, layout="concat")),
         ])
+
+
+# ----------------------------------------------------------------------------- positions.alibi
+
+import math  # noqa: E402
+
+from tfcore.positions import alibi_bias, alibi_slopes  # noqa: E402
+
+
+def _geometric_slopes(n: int, first: int = 1) -> torch.Tensor:
+    """2^(-8 h / n) for h = first .. first + n - 1, for any n (no power-of-two rule)."""
+    return torch.tensor([2.0 ** (-8.0 * h / n) for h in range(first, first + n)])
+
+
+@exercise("positions.alibi", "ALiBi: geometric head slopes (h,) and the bias -m_h |i - j| (h, T, T)", lesson=LESSON)
+def _alibi(answer, c: Checker) -> None:
+    for n, t in ((8, 5), (4, 1), (1, 3), (16, 4), (12, 6), (6, 7)):
+        case = f"n_heads={n}, T={t}"
+        out = c.call(answer, n, t, case=case)
+        if not isinstance(out, tuple):
+            what = "None: is the return statement missing?" if out is None else \
+                f"a {type(out).__name__}: return a tuple (slopes, bias)"
+            c.fail(f"{c.name} returned {what} on {case}")
+        if len(out) != 2:
+            c.fail(f"{c.name} returned a tuple of {len(out)} items on {case}: return (slopes, bias)")
+        slopes, bias = out
+        ref_slopes = alibi_slopes(n)
+        p = 2 ** int(math.log2(n))
+        c.compare(slopes, ref_slopes, f"{case} (slopes)", dtype="float", atol=1e-6, rtol=1e-5, wrong=[
+            ("slopes in reverse order: head 1 gets the steepest slope, m_1 = 2^(-8/n)",
+             lambda: ref_slopes.flip(0)),
+            ("h counts from 1: m_h = 2^(-8h/n) for h = 1..n, so 8 heads start at 1/2, not 1",
+             lambda: _geometric_slopes(n, first=0)),
+            ("the exponent depends on the number of heads: m_h = 2^(-8h/n), not 2^(-h)",
+             lambda: torch.tensor([2.0 ** -h for h in range(1, n + 1)])),
+            (f"{n} heads is not a power of two: take the {p} slopes of 2^(-8h/{p}), then every other slope of "
+             f"the next power of two, 2^(-8h/{2 * p}) for h = 1, 3, 5, ...", lambda: _geometric_slopes(n)),
+            (f"{n} heads is not a power of two: keep the {p} slopes of 2^(-8h/{p}) first, then the extra ones "
+             "after them (do not sort)", lambda: ref_slopes.sort(descending=True).values),
+        ])
+        ref = alibi_bias(n, t)
+        i, j = torch.arange(t)[:, None], torch.arange(t)[None, :]
+        m = ref_slopes[:, None, None]
+        c.compare(bias, ref, f"{case} (bias)", dtype="float", atol=1e-6, rtol=1e-5, wrong=[
+            ("the bias has the wrong sign: ALiBi subtracts m_h |i - j| (a penalty that grows with distance)",
+             lambda: -ref),
+            ("use the distance |i - j|: -m_h (i - j) is positive for keys after the query",
+             lambda: -m * (i - j).float()),
+            ("use the distance |i - j|: -m_h (j - i) is positive for keys before the query",
+             lambda: -m * (j - i).float()),
+            ("the heads go first: bias has shape (n_heads, T, T)", lambda: ref.permute(1, 2, 0)),
+            ("the bias is per head: multiply the distance by each head's slope", lambda: -(i - j).abs().float()),
+        ], shape_hints={(t, t): "one (T, T) matrix per head: the bias has shape (n_heads, T, T)"})
+
+
+# ----------------------------------------------------------------------------- positions.equivariance
+
+from tfcore.model import Transformer, TransformerConfig  # noqa: E402
+
+
+def _equivariance_model(c: Checker, positions: str, architecture: str, seed: int) -> Transformer:
+    """A tiny model in eval mode whose matrices are drawn large (std 0.3) from the check's generator."""
+    with torch.random.fork_rng(devices=[]):  # building a model draws from the global RNG: leave it untouched
+        torch.manual_seed(seed)
+        model = Transformer(TransformerConfig(vocab_size=11, d_model=16, n_layers=1, n_heads=2, max_seq_len=16,
+                                              architecture=architecture, positions=positions)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.copy_(c.randn(*p.shape, scale=0.3))
+    return model
+
+
+def _gap(model, tokens: torch.Tensor, out_perm: torch.Tensor, in_perm: torch.Tensor | None = None,
+         reduce: str = "max", absolute: bool = True) -> float:
+    in_perm = out_perm if in_perm is None else in_perm
+    with torch.no_grad():
+        diff = model(tokens[:, in_perm]) - model(tokens)[:, out_perm]
+    diff = diff.abs() if absolute else diff
+    return float(diff.max() if reduce == "max" else diff.mean())
+
+
+@exercise("positions.equivariance", "max |f(P x) - P f(x)| of a model on token ids: ~0 without positions",
+          lesson=LESSON)
+def _equivariance(answer, c: Checker) -> None:
+    g = torch.Generator().manual_seed(7)
+    cases = [
+        ("an encoder with RoPE, T=6", "rope", "encoder", 1, 6),  # first: the wrong answers give distinct values
+        ("an encoder without positions, T=6", "none", "encoder", 1, 6),
+        ("an encoder with a learned table, batch 2, T=7", "learned", "encoder", 2, 7),
+        ("an encoder without positions, batch 3, T=9", "none", "encoder", 3, 9),
+        ("an encoder with ALiBi, T=5", "alibi", "encoder", 1, 5),
+        ("a causal decoder without positions, T=6", "none", "decoder", 1, 6),
+    ]
+    for n, (case, positions, architecture, batch, t) in enumerate(cases):
+        model = _equivariance_model(c, positions, architecture, seed=n)
+        tokens = torch.randint(11, (batch, t), generator=g)
+        perm = torch.randperm(t, generator=g)
+        while torch.equal(perm[perm], torch.arange(t)):  # not its own inverse: P and P^-1 must differ
+            perm = torch.randperm(t, generator=g)
+        ref = _gap(model, tokens, perm)
+        out = c.call(answer, model, tokens, perm, case=case,
+                     hint="the signature is equivariance_gap(model, tokens, perm); model(tokens) gives (B, T, V)")
+        inverse = torch.argsort(perm)
+        c.number(out, ref, case, rtol=1e-3, atol=1e-4, wrong=[
+            ("P f(x) is f(x) permuted the same way: compare f(x[:, perm]) with f(x)[:, perm]",
+             lambda: _gap(model, tokens, torch.arange(t), perm)),
+            ("permuted the output with the inverse permutation: P f(x) is f(x)[:, perm], the same perm as the input",
+             lambda: _gap(model, tokens, inverse, perm)),
+            ("return the largest absolute difference (max), not the mean", lambda: _gap(model, tokens, perm, reduce="mean")),
+            ("take the absolute value before the max: a large negative difference counts too",
+             lambda: _gap(model, tokens, perm, absolute=False)),
+        ])
