@@ -53,6 +53,103 @@ def _rms(centre=False, eps_outside=False, eps_fixed=None, total=False, default_e
     return answer
 
 
+# ----------------------------------------------------------------------------- norms.by_hand
+
+
+def by_hand(x):
+    d = len(x)
+    mean = sum(x) / d
+    var = sum((v - mean) ** 2 for v in x) / d
+    rms = (sum(v * v for v in x) / d) ** 0.5
+    return {"mean": mean, "var": var, "layer_norm": [(v - mean) / var ** 0.5 for v in x],
+            "rms": rms, "rms_norm": [v / rms for v in x]}
+
+
+def by_hand_torch_eps(x):
+    t = torch.tensor(x)
+    return {"mean": t.mean(), "var": t.var(unbiased=False), "rms": t.pow(2).mean().sqrt(),
+            "layer_norm": F.layer_norm(t.double(), (len(x),), eps=1e-5),
+            "rms_norm": F.rms_norm(t.double(), (len(x),), eps=1e-5).numpy()}
+
+
+def _by_hand_wrong(**changes):
+    def answer(x):
+        out = by_hand(x)
+        t = torch.tensor(x, dtype=torch.float64)
+        d = len(x)
+        if changes.get("unbiased"):
+            var = float(t.var(unbiased=True))
+            out["var"] = var
+            out["layer_norm"] = ((t - t.mean()) / var ** 0.5).tolist()
+        if changes.get("ln_not_centred"):
+            out["layer_norm"] = (t / t.var(unbiased=False).sqrt()).tolist()
+        if changes.get("rms_is_length"):
+            out["rms"] = float(t.norm())
+            out["rms_norm"] = (t / t.norm()).tolist()
+        if changes.get("rms_centred"):
+            out["rms_norm"] = out["layer_norm"]
+        if changes.get("drop"):
+            del out[changes["drop"]]
+        if changes.get("var_is_std"):
+            out["var"] = out["var"] ** 0.5
+        return out
+
+    return answer
+
+
+# ----------------------------------------------------------------------------- norms.pre_post
+
+
+def pre_ln_block(x, attn, mlp, ln1, ln2):
+    x = x + attn(ln1(x))
+    return x + mlp(ln2(x))
+
+
+def post_ln_block(x, attn, mlp, ln1, ln2):
+    x = ln1(x + attn(x))
+    return ln2(x + mlp(x))
+
+
+def ln_block(x, attn, mlp, ln1, ln2, placement):
+    return (pre_ln_block if placement == "pre" else post_ln_block)(x, attn, mlp, ln1, ln2)
+
+
+def ln_block_loop(x, attn, mlp, ln1, ln2, placement):
+    for sublayer, norm in ((attn, ln1), (mlp, ln2)):
+        x = x + sublayer(norm(x)) if placement == "pre" else norm(x + sublayer(x))
+    return x
+
+
+def _placement_ignored(block):
+    return lambda x, attn, mlp, ln1, ln2, placement: block(x, attn, mlp, ln1, ln2)
+
+
+def _post_norm_inside(x, attn, mlp, ln1, ln2, placement):
+    if placement == "pre":
+        return pre_ln_block(x, attn, mlp, ln1, ln2)
+    x = x + ln1(attn(x))
+    return x + ln2(mlp(x))
+
+
+def _pre_added_normed(x, attn, mlp, ln1, ln2, placement):
+    if placement == "post":
+        return post_ln_block(x, attn, mlp, ln1, ln2)
+    x = ln1(x)
+    x = x + attn(x)
+    x = ln2(x)
+    return x + mlp(x)
+
+
+def _pre_parallel(x, attn, mlp, ln1, ln2, placement):
+    if placement == "post":
+        return post_ln_block(x, attn, mlp, ln1, ln2)
+    return x + attn(ln1(x)) + mlp(ln2(x))
+
+
+def _swapped_norms(x, attn, mlp, ln1, ln2, placement):
+    return ln_block(x, attn, mlp, ln2, ln1, placement)
+
+
 CASES = {
     "norms.layer_norm": Entry(
         solution=layer_norm,
@@ -79,6 +176,31 @@ CASES = {
             "hard_coded_eps": (_rms(eps_fixed=1e-6), "ignored the eps argument"),
             "layer_norm_eps": (_rms(default_eps=1e-5), "wrong default eps"),
             "no_weight": (lambda x, w, eps=1e-6: x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps), "forgot the weight"),
+        },
+    ),
+    "norms.by_hand": Entry(
+        solution=by_hand,
+        styles={"torch_tensors_eps": by_hand_torch_eps},
+        wrong={
+            "unbiased": (_by_hand_wrong(unbiased=True), "divides by d - 1"),
+            "var_is_std": (_by_hand_wrong(var_is_std=True), "'var' is the standard deviation"),
+            "ln_not_centred": (_by_hand_wrong(ln_not_centred=True), "'layer_norm' is not centred"),
+            "rms_is_length": (_by_hand_wrong(rms_is_length=True), "'rms' is the length of x"),
+            "rms_centred": (_by_hand_wrong(rms_centred=True), "'rms_norm' is the LayerNorm output"),
+            "missing_key": (_by_hand_wrong(drop="rms"), "lacks the key 'rms'"),
+            "tuple": (lambda x: tuple(by_hand(x).values()), "return a dict"),
+        },
+    ),
+    "norms.pre_post": Entry(
+        solution=ln_block,
+        styles={"loop": ln_block_loop},
+        wrong={
+            "always_post": (_placement_ignored(post_ln_block), "you wrote Post-LN for placement='pre'"),
+            "always_pre": (_placement_ignored(pre_ln_block), "you wrote Pre-LN for placement='post'"),
+            "swapped_norms": (_swapped_norms, "ln1 and ln2 swapped"),
+            "post_norm_inside": (_post_norm_inside, "the norm sits inside the residual branch"),
+            "pre_added_normed": (_pre_added_normed, "the normalised stream was added back"),
+            "pre_parallel": (_pre_parallel, "parallel block"),
         },
     ),
 }

@@ -1,15 +1,26 @@
 """Diagnostics (lessons 02 and 10): tools that find bugs without reading the code.
 
 - ``attention_entropy``: H_i = -sum_j a_ij log a_ij, against log T_k for a uniform row;
+  ``normalised_entropy``, ``head_entropy`` and ``classify_heads`` per head of a whole model;
 - ``leakage_by_perturbation`` / ``leakage_by_jacobian``: does output i depend on input j > i?
+  ``leakage_test`` and ``padding_leakage`` run the same test on a whole model;
+- ``residual_norms`` / ``ResidualNormRecorder``: ||F_l(x_l)|| / ||x_l|| per block, by forward hooks;
+- ``ablate_heads`` (zero or mean ablation), ``head_means``, ``head_ablation_effects``;
+- ``gradient_norms``, ``overfit_batch``;
+- ``debugging_checklist(model, batch, vocab_size)``: all of the above as one ``ChecklistReport``.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+import copy
+import html
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def attention_entropy(weights: Tensor) -> Tensor:
@@ -54,15 +65,6 @@ def leakage_by_jacobian(f: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
 # (decoder, encoder or encoder-decoder) and leaves the model as it found it: same weights, same
 # training mode, no hooks left behind.
 # =============================================================================================
-
-import contextlib
-import copy
-import html
-import math
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping
-
-from torch import nn
 
 STATUSES = ("pass", "warn", "fail", "info", "skip")
 
@@ -440,11 +442,11 @@ def overfit_batch(model: nn.Module, loss_fn: Callable[[nn.Module], Tensor], step
     """
     clone = copy.deepcopy(model).train()
     params = [p for p in clone.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr) if params else None
+    opt = torch.optim.Adam(params, lr=lr, foreach=True) if params else None
     losses = []
     for _ in range(steps):
         loss = loss_fn(clone)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if opt is None or not loss.requires_grad:
             continue
         opt.zero_grad(set_to_none=True)
