@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     t_start = time.perf_counter()
     load_before = os.getloadavg()
-    from tfcore.train import PRESETS, LossPlot, build, train
+    from tfcore.train import LossPlot, build, train
 
     overrides = {"steps": args.steps} if args.steps else {}
     if args.threads:

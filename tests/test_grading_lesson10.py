@@ -3,11 +3,16 @@ from __future__ import annotations
 
 import math
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 
 from test_grading import Entry, case_params, run_case
+
+from tfcore.losses import lm_loss
+from tfcore.model import capture_attention
 
 
 def attention_entropy(weights):
@@ -41,6 +46,206 @@ CASES = {
         },
     ),
 }
+
+
+# ----------------------------------------------------------------------------- diagnostics.residual_norms
+
+
+def residual_norms(model, tokens):
+    blocks = list(model.encoder or []) + list(model.decoder or [])
+    ratios = []
+
+    def hook(module, args, out):
+        x = args[0]
+        ratios.append((out - x).norm() / x.norm())
+
+    handles = [b.register_forward_hook(hook) for b in blocks]
+    try:
+        with torch.no_grad():
+            model(tokens)
+    finally:
+        for h in handles:
+            h.remove()
+    return torch.stack(ratios)
+
+
+def residual_norms_by_hand(model, tokens):
+    """No hooks: run the blocks one by one (decoder blocks causal)."""
+    with torch.no_grad():
+        x = model.embed_tokens(tokens)
+        out = []
+        stack, causal = (model.decoder, True) if model.decoder is not None else (model.encoder, False)
+        for block in stack:
+            y = block(x, is_causal=causal)
+            out.append(float(torch.linalg.vector_norm(y - x) / torch.linalg.vector_norm(x)))
+            x = y
+    return torch.tensor(out)
+
+
+def _ratio_with(f):
+    def answer(model, tokens):
+        blocks = list(model.encoder or []) + list(model.decoder or [])
+        ratios = []
+        handles = [b.register_forward_hook(lambda m, a, out: ratios.append(f(a[0], out))) for b in blocks]
+        with torch.no_grad():
+            model(tokens)
+        for h in handles:
+            h.remove()
+        return torch.stack(ratios)
+    return answer
+
+
+def residual_norms_leaving_hooks(model, tokens):
+    blocks = list(model.encoder or []) + list(model.decoder or [])
+    ratios = []
+    for b in blocks:
+        b.register_forward_hook(lambda m, a, out: ratios.append((out - a[0]).norm() / a[0].norm()))
+    with torch.no_grad():
+        model(tokens)
+    return torch.stack(ratios[-len(blocks):])
+
+
+# ----------------------------------------------------------------------------- diagnostics.find_bug
+
+FIND_BUG = {"X": "missing scale", "Y": "mask direction", "Z": "softmax axis"}
+
+
+# ----------------------------------------------------------------------------- diagnostics.checklist
+
+
+def checklist(model, tokens, vocab_size, steps=10):
+    with torch.no_grad():
+        logits = model(tokens)
+    initial = lm_loss(logits, tokens).item()
+    causal = True
+    with torch.no_grad():
+        for j in range(1, tokens.shape[1]):
+            changed = tokens.clone()
+            changed[:, j] = (changed[:, j] + 1) % vocab_size
+            if (model(changed) - logits)[:, :j].abs().max() > 1e-5:
+                causal = False
+    with torch.no_grad(), capture_attention(model) as weights:
+        model(tokens)
+    rows = all(bool(((w.sum(-1) - 1).abs() < 1e-4).all()) for w in weights.values())
+    model.zero_grad()
+    lm_loss(model(tokens), tokens).backward()
+    grad_norm = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in model.parameters() if p.grad is not None))
+    model.zero_grad()
+    clone = copy.deepcopy(model)
+    opt = torch.optim.Adam([p for p in clone.parameters() if p.requires_grad], lr=3e-2)
+    for _ in range(steps):
+        loss = lm_loss(clone(tokens), tokens)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        final = lm_loss(clone(tokens), tokens).item()
+    return {"initial_loss": initial, "loss_at_chance": abs(initial - math.log(vocab_size)) < 0.5, "causal": causal,
+            "rows_sum_to_one": rows, "grad_norm": grad_norm, "overfits": final < 0.5 * initial}
+
+
+def checklist_with_tfcore(model, tokens, vocab_size, steps=10):
+    """The same checks through tfcore.diagnostics, with torch.autograd.grad and tensors for flags."""
+    from tfcore.diagnostics import gradient_norms, leakage_test, overfit_batch
+
+    with torch.no_grad():
+        initial = lm_loss(model(tokens), tokens)
+    leaks = leakage_test(model, tokens, vocab_size)
+    with torch.no_grad(), capture_attention(model) as weights:
+        model(tokens)
+    rows = torch.stack([torch.allclose(w.sum(-1), torch.ones(()), atol=1e-4) * torch.tensor(True)
+                        for w in weights.values()]).all()
+    norms = gradient_norms(model, lm_loss(model(tokens), tokens)) if any(
+        p.requires_grad for p in model.parameters()) else {}
+    losses = overfit_batch(model, lambda m: lm_loss(m(tokens), tokens), steps=steps, lr=3e-2)
+    return {"initial_loss": initial, "loss_at_chance": (initial - math.log(vocab_size)).abs() < 0.5,
+            "causal": not any(leaks.values()), "rows_sum_to_one": rows,
+            "grad_norm": math.sqrt(sum(v * v for v in norms.values())), "overfits": losses[-1] < 0.5 * losses[0]}
+
+
+def _checklist_with(**changes):
+    def answer(model, tokens, vocab_size, steps=10):
+        out = checklist(model, tokens, vocab_size, steps)
+        for key, f in changes.items():
+            out[key] = f(model, tokens, vocab_size, out)
+        return out
+    return answer
+
+
+def _causal_any_position(model, tokens, vocab_size, out):
+    with torch.no_grad():
+        logits = model(tokens)
+        changed = tokens.clone()
+        changed[:, 2] = (changed[:, 2] + 1) % vocab_size
+        return bool((model(changed) - logits).abs().max() <= 1e-5)  # compares every position, also i >= j
+
+
+def _rows_over_queries(model, tokens, vocab_size, out):
+    with torch.no_grad(), capture_attention(model) as weights:
+        model(tokens)
+    return all(bool(((w.sum(-2) - 1).abs() < 1e-4).all()) for w in weights.values())
+
+
+def checklist_trains_the_model(model, tokens, vocab_size, steps=10):
+    out = checklist(model, tokens, vocab_size, 0)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-2)
+    for _ in range(steps):
+        loss = lm_loss(model(tokens), tokens)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        out["overfits"] = lm_loss(model(tokens), tokens).item() < 0.5 * out["initial_loss"]
+    return out
+
+
+def _sum_of_norms(model, tokens, vocab_size, out):
+    model.zero_grad()
+    lm_loss(model(tokens), tokens).backward()
+    total = sum(float(p.grad.norm()) for p in model.parameters() if p.grad is not None)
+    model.zero_grad()
+    return total
+
+
+CASES.update({
+    "diagnostics.residual_norms": Entry(
+        solution=residual_norms,
+        styles={"by_hand": residual_norms_by_hand},
+        wrong={
+            "output_over_input": (_ratio_with(lambda x, y: y.norm() / x.norm()), "F_l(x) = block(x) - x"),
+            "inverted": (_ratio_with(lambda x, y: x.norm() / (y - x).norm()), "the ratio is inverted"),
+            "over_output": (_ratio_with(lambda x, y: (y - x).norm() / y.norm()), "not of its output"),
+            "per_token": (_ratio_with(lambda x, y: ((y - x).norm(dim=-1) / x.norm(dim=-1)).mean()), "per-token"),
+            "hooks_left": (residual_norms_leaving_hooks, "handle.remove()"),
+        },
+    ),
+    "diagnostics.find_bug": Entry(
+        solution=FIND_BUG,
+        styles={"aliases": {"x": "Missing_Scale", "y": "wrong mask direction", "z": "softmax over the wrong axis"},
+                "function": lambda: dict(FIND_BUG)},
+        wrong={
+            "swapped": ({"X": "missing scale", "Y": "softmax axis", "Z": "mask direction"}, "1 of 3 right"),
+            "rotated": ({"X": "mask direction", "Y": "softmax axis", "Z": "missing scale"}, "0 of 3 right"),
+            "twice": ({"X": "missing scale", "Y": "mask direction", "Z": "mask direction"}, "exactly one model"),
+            "unknown": ({"X": "missing scale", "Y": "a typo", "Z": "softmax axis"}, "is not one of the bug names"),
+            "missing": ({"X": "missing scale", "Y": "mask direction"}, "no bug named for model(s) ['Z']"),
+            "old_names": ({"A": "softmax axis", "B": "missing scale", "C": "mask direction"}, "no bug named"),
+        },
+    ),
+    "diagnostics.checklist": Entry(
+        solution=checklist,
+        styles={"tfcore": checklist_with_tfcore},
+        wrong={
+            "causal_all_positions": (_checklist_with(causal=_causal_any_position), "compare only the outputs"),
+            "rows_over_queries": (_checklist_with(rows_sum_to_one=_rows_over_queries), "the last axis"),
+            "trains_the_model": (checklist_trains_the_model, "overfit a copy"),
+            "sum_of_norms": (_checklist_with(grad_norm=_sum_of_norms), "not the sum of the per-parameter norms"),
+            "unshifted": (_checklist_with(initial_loss=lambda m, t, v, o: float(
+                torch.nn.functional.cross_entropy(m(t).flatten(0, 1), t.flatten()))), "shift the targets"),
+            "always_at_chance": (_checklist_with(loss_at_chance=lambda m, t, v, o: True), "loss_at_chance"),
+        },
+    ),
+})
 
 
 @pytest.mark.parametrize("exercise_id, kind, name", case_params(CASES))

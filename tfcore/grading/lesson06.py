@@ -135,7 +135,7 @@ def _random_parameters(c: Checker, module: torch.nn.Module) -> None:
                 p.copy_(c.randn(*p.shape, scale=1.5 * p.shape[-1] ** -0.5))
 
 
-def _decoder(x, source, sa, ca, mlp, n1, n2, n3, mask=None, *, causal=True, cross="source", order="sca",
+def _decoder(x, source, sa, ca, mlp, n1, n2, n3, mask=None, *, causal=True, cross="source", order="scm",
              norm_source=False, post=False, added_normed=False):
     """A Pre-LN decoder block with one thing changed, for the wrong-answer variants."""
     def self_part(z):

@@ -13,6 +13,8 @@ import torch
 from tfcore.attention import scaled_dot_product_attention, softmax
 from tfcore.diagnostics import attention_entropy
 from tfcore.grading import Checker, exercise
+from tfcore.heads import MultiHeadAttention
+from tfcore.masks import causal_mask
 
 LESSON = "10_diagnostics"
 
@@ -44,3 +46,294 @@ def _attention_entropy(answer, c: Checker) -> None:
              lambda: ref / math.log(w.shape[-1]) if w.shape[-1] > 1 else None),
             ("summed over both axes: return one entropy per query row, shape (..., T_q)", lambda: -plogp.sum((-2, -1))),
         ], nonfinite="NaN where a weight is 0: define 0 log 0 = 0 (torch.where, or torch.special.xlogy)")
+
+
+# ----------------------------------------------------------------------------- models for the checks below
+
+
+def _tiny_model(seed: int, **overrides):
+    """A tiny tfcore model built from its own seed (the learner's global RNG is left untouched)."""
+    from tfcore.model import Transformer, TransformerConfig
+
+    base = dict(vocab_size=11, d_model=16, n_layers=2, n_heads=2, max_seq_len=16)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Transformer(TransformerConfig(**{**base, **overrides})).eval()
+        with torch.no_grad():  # non-zero biases and norm shifts, so that every part of a block matters
+            for name, p in model.named_parameters():
+                if name.endswith("bias") or "norm" in name:
+                    p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def _hook_count(model) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def _state(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _same_state(model, state) -> bool:
+    return all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+# ----------------------------------------------------------------------------- diagnostics.residual_norms
+
+
+def _block_io(model, tokens):
+    """[(block input, block output)] for every block, in order, from one forward pass."""
+    from tfcore.diagnostics import _blocks
+
+    pairs = []
+    handles = [b.register_forward_hook(lambda m, a, out: pairs.append((a[0].detach(), out.detach())))
+               for b in _blocks(model).values()]
+    try:
+        with torch.no_grad():
+            model(tokens)
+    finally:
+        for h in handles:
+            h.remove()
+    return pairs
+
+
+@exercise("diagnostics.residual_norms", "forward hooks measuring ||F_l(x_l)|| / ||x_l|| for every block",
+          lesson=LESSON)
+def _residual_norms(answer, c: Checker) -> None:
+    from tfcore.diagnostics import residual_norms
+
+    cases = [
+        ("a 2-layer Pre-LN decoder, tokens (2, 7)", dict(), (2, 7)),
+        ("a 3-layer Post-LN decoder, tokens (3, 5)", dict(n_layers=3, placement="post"), (3, 5)),
+        ("a 2-layer encoder (blocks in model.encoder), tokens (2, 6)", dict(architecture="encoder"), (2, 6)),
+        ("a 1-layer parallel-block decoder, tokens (1, 1)", dict(n_layers=1, placement="parallel"), (1, 1)),
+    ]
+    for seed, (case, overrides, shape) in enumerate(cases):
+        model = _tiny_model(seed, **overrides)
+        tokens = torch.randint(0, 11, shape, generator=c.gen)
+        state = _state(model)
+        ref = torch.tensor(list(residual_norms(model, tokens).values()))
+        out = c.call(answer, model, tokens, case=case, hint="the signature is residual_norms(model, tokens)")
+        if _hook_count(model):
+            c.fail(f"hooks are still registered on the model after {c.name} returned ({case}): keep the handles "
+                   "that register_forward_hook returns and call handle.remove() on each (in a finally: block)")
+        if not _same_state(model, state):
+            c.fail(f"{c.name} changed the model's weights on {case}: only measure, under torch.no_grad()")
+        pairs = _block_io(model, tokens)
+
+        def ratio(f):
+            return torch.tensor([float(f(x, y)) for x, y in pairs])
+
+        def per_token():
+            return torch.tensor([float(((y - x).norm(dim=-1) / x.norm(dim=-1)).mean()) for x, y in pairs])
+
+        c.compare(out, ref, case, dtype="float", atol=1e-5, rtol=1e-4, wrong=[
+            ("divided the norms of the block's output and input: the update is F_l(x) = block(x) - x, "
+             "measure ||block(x) - x|| / ||x||", lambda: ratio(lambda x, y: y.norm() / x.norm())),
+            ("the ratio is inverted: ||F_l(x_l)|| / ||x_l||, the update over the stream",
+             lambda: ratio(lambda x, y: x.norm() / (y - x).norm())),
+            ("divide by the norm of the block's input x_l, not of its output",
+             lambda: ratio(lambda x, y: (y - x).norm() / y.norm())),
+            ("took the mean of per-token ratios: use the norms over the whole batch (all of B, T and d_model)",
+             per_token),
+            ("listed the blocks in reverse order: block 0 first", lambda: ref.flip(0)),
+            ("returned the norm of the update alone: divide it by ||x_l||", lambda: ratio(lambda x, y: (y - x).norm())),
+        ], shape_hints={(2 * len(ref),): "one ratio per block, not one per sublayer (attention and MLP)"})
+
+
+# ----------------------------------------------------------------------------- diagnostics.find_bug
+
+BUGS = ("mask direction", "softmax axis", "missing scale")
+_BUG_ALIASES = {
+    "mask direction": "mask direction", "wrong mask direction": "mask direction", "mask": "mask direction",
+    "transposed mask": "mask direction", "softmax axis": "softmax axis", "wrong softmax axis": "softmax axis",
+    "softmax over the wrong axis": "softmax axis", "softmax": "softmax axis", "missing scale": "missing scale",
+    "no scale": "missing scale", "scale": "missing scale",
+}
+# The models X, Y and Z of solutions/10_diagnostics.ipynb (built there, diagnosed by the learner).
+_FIND_BUG_ANSWER = {"X": "missing scale", "Y": "mask direction", "Z": "softmax axis"}
+_BUG_CLUE = {
+    "mask direction": "run the leakage test on it, and look at which keys each query sees in a heatmap",
+    "softmax axis": "check whether its attention rows sum to 1 over the keys",
+    "missing scale": "it passes the leakage test and its rows sum to 1: compare its attention entropy per head "
+                     "with the healthy model's",
+}
+
+
+def _bug_name(value) -> str | None:
+    if not isinstance(value, str):
+        return None
+    key = " ".join(value.lower().replace("_", " ").replace("-", " ").split())
+    return _BUG_ALIASES.get(key)
+
+
+@exercise("diagnostics.find_bug", "name the injected bug of models X, Y, Z: mask direction, softmax axis, missing scale",
+          lesson=LESSON)
+def _find_bug(answer, c: Checker) -> None:
+    case = "your diagnosis"
+    if callable(answer) and not isinstance(answer, dict):
+        answer = c.call(answer, case=case)
+        if answer is None:
+            c.fail(f"{c.name} returned None: return the dict {{model name: bug name}}")
+    if not isinstance(answer, dict):
+        c.fail(f"expected a function or a dict, got {type(answer).__name__}: pass the dict {{model name: bug name}} "
+               "itself, e.g. {'X': 'mask direction', ...}")
+    c.cases += 1
+    keys = {str(k).strip().upper(): v for k, v in answer.items()}
+    missing = [m for m in _FIND_BUG_ANSWER if m not in keys]
+    if missing:
+        c.fail(f"no bug named for model(s) {missing}: the dict needs the keys 'X', 'Y' and 'Z'")
+    extra = sorted(set(keys) - set(_FIND_BUG_ANSWER), key=str)
+    if extra:
+        c.fail(f"unknown model name(s) {extra}: the models are 'X', 'Y' and 'Z'")
+    said = {}
+    for m in _FIND_BUG_ANSWER:
+        bug = _bug_name(keys[m])
+        if bug is None:
+            c.fail(f"model {m}: {keys[m]!r} is not one of the bug names {list(BUGS)}")
+        said[m] = bug
+    for bug in BUGS:
+        owners = [m for m, b in said.items() if b == bug]
+        if len(owners) > 1:
+            c.fail(f"each bug sits in exactly one model, but you named {bug!r} for {owners}")
+    wrong = [m for m in _FIND_BUG_ANSWER if said[m] != _FIND_BUG_ANSWER[m]]
+    if wrong:
+        m = wrong[0]
+        c.fail(f"{len(_FIND_BUG_ANSWER) - len(wrong)} of 3 right. Model {m} is not {said[m]!r}: "
+               + _BUG_CLUE[_FIND_BUG_ANSWER[m]])
+
+
+# ----------------------------------------------------------------------------- diagnostics.checklist
+
+
+class _SoftmaxOverQueries(MultiHeadAttention):
+    """Self-attention whose softmax normalises each column (over the queries) instead of each row."""
+
+    def forward(self, x, source=None, mask=None, is_causal=False, cache=None):
+        b, t, _ = x.shape
+        q = self.q_proj(x).view(b, t, self.n_heads, self.d_head).transpose(1, 2)
+        k, v = self._keys_values(x, None)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_head)
+        if is_causal:
+            scores = scores.masked_fill(~causal_mask(t, device=x.device), float("-inf"))
+        weights = softmax(scores, dim=-2)  # the bug: dim=-2 instead of -1
+        if self.capture_weights:
+            self.last_weights = weights.detach()
+        return self.out_proj((weights @ v).transpose(1, 2).reshape(b, t, -1))
+
+
+def _drop_causal(module, args, kwargs):
+    return args, {**kwargs, "is_causal": False}
+
+
+def _sharp_model(seed: int):
+    """A 1-layer tiny decoder whose W_Q, W_K have the usual 1/sqrt(d_model) scale: scores of order 1, so that
+    the attention pattern (and any bug in it) visibly moves the output."""
+    model = _tiny_model(seed, n_layers=1)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        for m in model.attention_layers().values():
+            for proj in (m.q_proj, m.k_proj):
+                proj.weight.normal_(0.0, 1.0 / math.sqrt(proj.in_features))
+    return model
+
+
+def _checklist_models():
+    """(description, model, steps, {field: expected}) for the checklist exercise."""
+    healthy = _sharp_model(10)
+    leaky = _sharp_model(11)
+    for name, m in leaky.attention_layers().items():
+        m.register_forward_pre_hook(_drop_causal, with_kwargs=True)
+    columns = _sharp_model(12)
+    for m in columns.attention_layers().values():
+        m.__class__ = _SoftmaxOverQueries
+    loud = _sharp_model(13)
+    dead = _sharp_model(14)
+    with torch.no_grad():
+        loud.final_norm.weight.mul_(100.0)
+        dead.final_norm.weight.zero_()
+        dead.final_norm.bias.zero_()
+    dead.final_norm.requires_grad_(False)
+    return [
+        ("a healthy decoder", healthy, 10,
+         dict(loss_at_chance=True, causal=True, rows_sum_to_one=True, overfits=True)),
+        ("a decoder whose attention ignores the causal mask", leaky, 1,
+         dict(loss_at_chance=True, causal=False, rows_sum_to_one=True)),
+        ("a decoder whose softmax normalises over the queries", columns, 1,
+         dict(causal=False, rows_sum_to_one=False)),
+        ("a decoder whose logits are 100 times too large", loud, 1,
+         dict(loss_at_chance=False, causal=True, rows_sum_to_one=True)),
+        ("a decoder whose final LayerNorm is frozen at gain 0 (constant output)", dead, 10,
+         dict(loss_at_chance=True, causal=True, rows_sum_to_one=True, overfits=False)),
+    ]
+
+
+_FLAG_HINTS = {
+    "loss_at_chance": "True when |initial_loss - ln(vocab_size)| < 0.5 (natural log)",
+    "causal": "change token j and compare only the outputs at positions i < j (token j may move its own output "
+              "and later ones), for every j",
+    "rows_sum_to_one": "capture the weights with capture_attention and sum each row over the keys (the last axis)",
+    "overfits": "train a copy.deepcopy of the model for `steps` Adam steps (lr 3e-2) on the tokens, then compare "
+                "its loss with 0.5 x initial_loss",
+}
+CHECKLIST_KEYS = ("initial_loss", "loss_at_chance", "causal", "rows_sum_to_one", "grad_norm", "overfits")
+
+
+def _flag(value, key: str, case: str, c: Checker) -> bool:
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.dtype == torch.bool:
+        return bool(value)
+    if isinstance(value, (bool,)) or type(value).__name__ == "bool_":
+        return bool(value)
+    c.fail(f"result[{key!r}] is a {type(value).__name__} on {case}: return True or False")
+    raise AssertionError
+
+
+@exercise("diagnostics.checklist", "a debugging checklist function: loss vs ln V, causality, rows, gradients, "
+          "overfitting", lesson=LESSON)
+def _checklist(answer, c: Checker) -> None:
+    from tfcore.diagnostics import gradient_norms
+    from tfcore.losses import lm_loss
+
+    for case, model, steps, expected in _checklist_models():
+        tokens = torch.randint(0, 11, (2, 6), generator=c.gen)
+        state, hooks = _state(model), _hook_count(model)
+        with torch.no_grad():
+            loss0 = lm_loss(model(tokens), tokens)
+        grad = math.sqrt(sum(v * v for v in gradient_norms(model, lm_loss(model(tokens), tokens)).values())) \
+            if any(p.requires_grad for p in model.parameters()) else 0.0
+        out = c.call(answer, model, tokens, 11, steps=steps, case=case,
+                     hint="the signature is checklist(model, tokens, vocab_size, steps=10)")
+        if not isinstance(out, dict):
+            if out is None:
+                c.fail(f"{c.name} returned None on {case}: is the return statement missing?")
+            c.fail(f"{c.name} returned a {type(out).__name__} on {case}: return a dict with the keys "
+                   f"{list(CHECKLIST_KEYS)}")
+        missing = [k for k in CHECKLIST_KEYS if k not in out]
+        if missing:
+            c.fail(f"the result has no key(s) {missing} on {case}: return a dict with {list(CHECKLIST_KEYS)}")
+        if _hook_count(model) != hooks:
+            c.fail(f"hooks are still registered on the model after {c.name} returned ({case}): remove them")
+        if not _same_state(model, state):
+            c.fail(f"{c.name} changed the model's weights on {case}: overfit a copy (copy.deepcopy(model)), "
+                   "never the model under test")
+        c.number(out["initial_loss"], float(loss0), f"{case}: initial_loss", rtol=1e-4, atol=1e-5, wrong=[
+            ("initial_loss: shift the targets: logits[:, :-1] predict tokens[:, 1:] (use tfcore.losses.lm_loss)",
+             lambda: float(torch.nn.functional.cross_entropy(model(tokens).flatten(0, 1), tokens.flatten()))),
+        ])
+        c.number(out["grad_norm"], grad, f"{case}: grad_norm", rtol=1e-3, atol=1e-7, wrong=[
+            ("grad_norm: the global norm is sqrt(sum of squared entries of every gradient), not the sum of the "
+             "per-parameter norms", lambda: _sum_of_norms(model, tokens)),
+        ])
+        for key, want in expected.items():
+            got = _flag(out[key], key, case, c)
+            if got != want:
+                c.fail(f"result[{key!r}] is {got} for {case}, expected {want}: {_FLAG_HINTS[key]}")
+            c.cases += 1
+
+
+def _sum_of_norms(model, tokens) -> float:
+    from tfcore.losses import lm_loss
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(lm_loss(model(tokens), tokens), params, allow_unused=True)
+    return sum(float(g.norm()) for g in grads if g is not None)
