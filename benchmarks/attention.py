@@ -151,11 +151,13 @@ def one_call(fn: Callable, inputs, mode: str, grad_out) -> None:
         fn(*inputs).backward(grad_out)
 
 
-def time_methods(methods: dict[str, Callable], T: int, mode: str, args) -> dict[str, list[float]]:
-    """Seconds per call for each method, interleaved over args.reps rounds after a warm-up."""
+def time_methods(methods: dict[str, Callable], T: int, mode: str, args) -> tuple[dict, dict]:
+    """Seconds per call (wall clock, and process CPU time) for each method, interleaved
+    over args.reps rounds after a warm-up."""
     inputs = make_inputs(args.batch, args.heads, args.kv_heads, T, args.d_head, args.dtype, args.device, mode != "fwd")
     grad_out = torch.randn_like(inputs[0]) if mode != "fwd" else None
     times: dict[str, list[float]] = {name: [] for name in methods}
+    cpu_times: dict[str, list[float]] = {name: [] for name in methods}
     for name, fn in methods.items():  # warm-up (autotuning, lazy initialisation)
         for _ in range(args.warmup):
             one_call(fn, inputs, mode, grad_out)
@@ -163,11 +165,12 @@ def time_methods(methods: dict[str, Callable], T: int, mode: str, args) -> dict[
     for _ in range(args.reps):
         for name, fn in methods.items():
             sync(args.device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             one_call(fn, inputs, mode, grad_out)
             sync(args.device)
             times[name].append(time.perf_counter() - t0)
-    return times
+            cpu_times[name].append(time.process_time() - c0)
+    return times, cpu_times
 
 
 def flops(B: int, h: int, T: int, d: int, causal: bool, mode: str) -> float:
@@ -352,7 +355,8 @@ def parse_args(argv=None):
     args.memory_seq_lens = [int(t) for t in (args.memory_seq_lens if args.memory_seq_lens is not None
                                              else mem_default).split(",") if t]
     args.reps = args.reps or (2 if args.quick else 5 if args.device == "cpu" else 20)
-    args.out = Path(args.out or ROOT / "benchmarks" / "results" / f"attention_{args.device}.json")
+    quick = "_quick" if args.quick else ""
+    args.out = Path(args.out or ROOT / "benchmarks" / "results" / f"attention_{args.device}{quick}.json")
     return args
 
 
@@ -378,8 +382,10 @@ def main(argv=None) -> dict:
         "config": {"batch": args.batch, "heads": args.heads, "kv_heads": args.kv_heads, "d_head": args.d_head,
                    "dtype": args.dtype_name, "causal": args.causal, "seq_lens": args.seq_lens,
                    "memory_seq_lens": args.memory_seq_lens, "reps": args.reps, "warmup": args.warmup},
-        "timing_method": "median of interleaved calls after warm-up; perf_counter"
-        + (" with torch.cuda.synchronize()" if args.device == "cuda" else ""),
+        "timing_method": "median of interleaved calls after warm-up; time_ms: wall clock (perf_counter"
+        + (", torch.cuda.synchronize()" if args.device == "cuda" else "")
+        + "); cpu_time_ms: process CPU time summed over threads (time.process_time), less sensitive "
+        "to other processes on a shared machine",
         "memory_method": ("cuda: max_memory_allocated() - memory_allocated() before the call" if args.device == "cuda"
                           else "rss: VmHWM - VmRSS around one call in a fresh subprocess per (method, mode), "
                                "after malloc_trim(0) and a /proc/self/clear_refs high-water reset"),
@@ -391,11 +397,12 @@ def main(argv=None) -> dict:
         for T in args.seq_lens:
             runnable = {n: f for n, f in methods.items()
                         if not (n in MATERIALISING and scores_gib(args, T) > args.max_scores_gib)}
-            times = time_methods(runnable, T, mode, args)
+            times, cpu_times = time_methods(runnable, T, mode, args)
             for name, ts in times.items():
                 med = statistics.median(ts)
                 results["methods"][name].setdefault(str(T), {})[mode] = {
                     "time_ms": med * 1e3, "times_ms": [t * 1e3 for t in ts],
+                    "cpu_time_ms": statistics.median(cpu_times[name]) * 1e3,
                     "tflops": flops(args.batch, args.heads, T, args.d_head, args.causal, mode) / med / 1e12,
                 }
             line = "  ".join(f"{n} {statistics.median(t) * 1e3:.1f}" for n, t in times.items())
@@ -420,14 +427,25 @@ def main(argv=None) -> dict:
 
 
 def summary(results: dict, args) -> dict:
-    """Ratios tiled / naive (and triton / best SDPA on CUDA) for the headline configurations."""
+    """Ratios tiled / naive for every T; on CUDA also triton's time and TFLOP/s next to the fastest SDPA."""
     out = {}
+    triton_res = results["methods"].get("triton", {})
+    for T in map(str, args.seq_lens):
+        for mode in ("fwd", "fwd+bwd"):
+            sdpa = {n: r[T][mode] for n, r in results["methods"].items()
+                    if n.startswith("sdpa") and mode in r.get(T, {}) and "time_ms" in r[T][mode]}
+            if "time_ms" in triton_res.get(T, {}).get(mode, {}) and sdpa:
+                best = min(sdpa, key=lambda n: sdpa[n]["time_ms"])
+                tr = triton_res[T][mode]
+                out[f"triton {mode} T={T}"] = {"ms": tr["time_ms"], "tflops": tr["tflops"], "fastest_sdpa": best,
+                                               "sdpa_ms": sdpa[best]["time_ms"], "sdpa_tflops": sdpa[best]["tflops"]}
     tiled, naive = results["methods"].get("tiled", {}), results["methods"].get("naive", {})
     for T in map(str, args.seq_lens + args.memory_seq_lens):
         for mode in ("fwd", "fwd+bwd"):
             a, b = tiled.get(T, {}).get(mode, {}), naive.get(T, {}).get(mode, {})
             if "time_ms" in a and "time_ms" in b:
                 out[f"time tiled/naive {mode} T={T}"] = a["time_ms"] / b["time_ms"]
+                out[f"cpu time tiled/naive {mode} T={T}"] = a["cpu_time_ms"] / b["cpu_time_ms"]
             if "peak_extra_mib" in a and "peak_extra_mib" in b and b["peak_extra_mib"] > 0:
                 out[f"memory tiled/naive {mode} T={T}"] = a["peak_extra_mib"] / b["peak_extra_mib"]
     return out

@@ -27,6 +27,7 @@ from tfcore.diagnostics import (
     head_ablation_effects,
     head_entropy,
     head_means,
+    influence_matrix,
     leakage_test,
     normalised_entropy,
     overfit_batch,
@@ -225,6 +226,18 @@ def test_leakage_test_on_decoder_leaky_decoder_and_encoder():
     assert leakage_test(enc, tokens, V)[4] == [0, 1, 2, 3]
     with pytest.raises(ValueError, match=r"position must lie in \[0, T=6\)"):
         leakage_test(model, tokens, V, positions=[6])
+
+
+def test_influence_matrix_is_lower_triangular_for_a_decoder_and_full_for_an_encoder():
+    tokens = random_tokens(2, 6, V, seed=4)
+    m = influence_matrix(tiny_model(), tokens, V)
+    assert m.shape == (6, 6)
+    assert (m.triu(diagonal=1) == 0).all() and (m.diagonal() > 0).all()
+    assert (m.tril(diagonal=-1)[torch.ones(6, 6, dtype=torch.bool).tril(-1)] > 0).all()
+    enc = influence_matrix(tiny_model(architecture="encoder"), tokens, V)
+    assert (enc > 0).all()
+    leaks = leakage_test(tiny_model(architecture="encoder"), tokens, V)
+    assert all(leaks[j] == [i for i in range(j) if enc[i, j] > 1e-5] for j in leaks)
 
 
 def test_padding_leakage_finds_an_ignored_padding_mask():

@@ -1,9 +1,8 @@
 """Tests-for-tests of lesson 10's checks (diagnostics.*): see tests/test_grading.py."""
 from __future__ import annotations
 
-import math
-
 import copy
+import math
 
 import numpy as np
 import pytest

@@ -7,6 +7,7 @@ import os
 import random
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -167,21 +168,21 @@ def _params(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def test_exact_resume_is_bitwise(tmp_path):
-    cfg = tiny_cfg(steps=12, grad_accum=2, eval_interval=3)  # the half run evaluates at step 6 too
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_exact_resume_is_bitwise(tmp_path, optimizer):
+    cfg = tiny_cfg(steps=12, grad_accum=2, eval_interval=3, optimizer=optimizer)  # evaluates at step 6 too
     straight = tiny_model(dropout=0.1)
     full = train(straight, cfg, CORPUS, CORPUS, progress=False)
 
     first = tiny_model(dropout=0.1)
-    half = tiny_cfg(steps=6, lr_decay_steps=12, grad_accum=2, eval_interval=3, out_dir=str(tmp_path))
+    half = replace(cfg, steps=6, lr_decay_steps=12, out_dir=str(tmp_path))
     train(first, half, CORPUS, CORPUS, progress=False)
     assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 6
 
     # A fresh "process": other weights, other RNG states. Resuming must restore all of it.
     torch.manual_seed(1234), random.seed(1234)
     second = tiny_model(seed=99, dropout=0.1)
-    resumed = train(second, tiny_cfg(steps=12, grad_accum=2, eval_interval=3, out_dir=str(tmp_path)), CORPUS, CORPUS,
-                    progress=False, resume=True)
+    resumed = train(second, replace(cfg, out_dir=str(tmp_path)), CORPUS, CORPUS, progress=False, resume=True)
     a, b = straight.state_dict(), second.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.losses == full.losses  # the history continues too, bit for bit

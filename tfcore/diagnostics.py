@@ -3,7 +3,7 @@
 - ``attention_entropy``: H_i = -sum_j a_ij log a_ij, against log T_k for a uniform row;
   ``normalised_entropy``, ``head_entropy`` and ``classify_heads`` per head of a whole model;
 - ``leakage_by_perturbation`` / ``leakage_by_jacobian``: does output i depend on input j > i?
-  ``leakage_test`` and ``padding_leakage`` run the same test on a whole model;
+  ``leakage_test``, ``influence_matrix`` and ``padding_leakage`` run the same test on a whole model;
 - ``residual_norms`` / ``ResidualNormRecorder``: ||F_l(x_l)|| / ||x_l|| per block, by forward hooks;
 - ``ablate_heads`` (zero or mean ablation), ``head_means``, ``head_ablation_effects``;
 - ``gradient_norms``, ``overfit_batch``;
@@ -365,6 +365,26 @@ def _output_change(model: nn.Module, tokens: Tensor, changed: Tensor, source: Te
     before = _forward(model, tokens, source, **kwargs).float()
     after = _forward(model, changed, source, **kwargs).float()
     return (before - after).abs().flatten(2).amax(dim=(0, 2))
+
+
+def influence_matrix(model: nn.Module, tokens: Tensor, vocab_size: int, source: Tensor | None = None,
+                     **kwargs: Any) -> Tensor:
+    """How far each output moves when one input token changes: ``M[i, j] = max |Δ logits_i|`` for token j.
+
+    tokens: (B, T). Token j is replaced by (id + 1) mod vocab_size in every row, one position at a
+    time (T + 1 forward passes, eval mode). Returns (T, T): a causal model is zero above the
+    diagonal (j > i); a bidirectional one is not. A picture of the same question as
+    ``leakage_by_jacobian``, from the tokens instead of the embeddings.
+    """
+    t = tokens.shape[1]
+    out = torch.zeros(t, t)
+    with _eval_no_grad(model):
+        before = _forward(model, tokens, source, **kwargs).float()
+        for j in range(t):
+            changed = tokens.clone()
+            changed[:, j] = (changed[:, j] + 1) % vocab_size
+            out[:, j] = (_forward(model, changed, source, **kwargs).float() - before).abs().flatten(2).amax(dim=(0, 2)).cpu()
+    return out
 
 
 def leakage_test(model: nn.Module, tokens: Tensor, vocab_size: int, positions: Iterable[int] | None = None,

@@ -44,3 +44,244 @@ def _swiglu(answer, c: Checker) -> None:
             ("dropped the up projection: multiply silu(x W1^T) by x W3^T", lambda: F.silu(gate) @ w2.T),
             ("forgot the down projection W2: the output must have d_model channels", lambda: F.silu(gate) * up),
         ])
+
+
+# ----------------------------------------------------------------------------- mlp.ffn
+
+
+def _ffn_ref(x, w1, b1, w2, b2, act=None):
+    from tfcore.mlp import gelu
+
+    act = gelu if act is None else act
+    return F.linear(act(F.linear(x, w1, b1)), w2, b2)
+
+
+@exercise("mlp.ffn", "position-wise MLP with exact GELU: gelu(x W1^T + b1) W2^T + b2", lesson=LESSON)
+def _ffn(answer, c: Checker) -> None:
+    from tfcore.mlp import gelu
+
+    cases = [
+        ("x (2, 5, 6), d_ff=10", c.randn(2, 5, 6), 10),
+        ("x (4, 8), d_ff=12", c.randn(4, 8), 12),
+        ("a single token x (5,), d_ff=7", c.randn(5), 7),
+        ("x (1, 3, 4) with large values, d_ff=9", c.randn(1, 3, 4, scale=3.0), 9),
+        ("a transposed (non-contiguous) x (2, 3, 6), d_ff=11", c.randn(6, 3, 2).transpose(0, 2), 11),
+    ]
+    for case, x, d_ff in cases:
+        d = x.shape[-1]
+        w1, b1 = c.randn(d_ff, d, scale=0.7), c.randn(d_ff, scale=0.5)
+        w2, b2 = c.randn(d, d_ff, scale=0.7), c.randn(d, scale=0.5)
+        ref = _ffn_ref(x, w1, b1, w2, b2)
+        out = c.call(answer, x, w1, b1, w2, b2, case=case,
+                     hint="the weights are in nn.Linear layout (out, in): x @ w1.T + b1, then @ w2.T + b2")
+        h = x @ w1.T
+        c.compare(out, ref, case, atol=1e-5, rtol=1e-4, wrong=[
+            ("used the tanh approximation of GELU: this exercise asks for the exact GELU, "
+             "x * Phi(x) = 0.5 x (1 + erf(x / sqrt(2))) (F.gelu's default)",
+             lambda: _ffn_ref(x, w1, b1, w2, b2, lambda z: gelu(z, "tanh"))),
+            ("used ReLU instead of GELU", lambda: _ffn_ref(x, w1, b1, w2, b2, torch.relu)),
+            ("used SiLU instead of GELU: GELU is x * Phi(x), with the normal CDF Phi, not x * sigmoid(x)",
+             lambda: _ffn_ref(x, w1, b1, w2, b2, F.silu)),
+            ("forgot the activation: without it the two layers collapse into one linear map",
+             lambda: _ffn_ref(x, w1, b1, w2, b2, lambda z: z)),
+            ("applied GELU to the output too (or only): GELU acts on the hidden layer, "
+             "W2 phi(W1 x + b1) + b2 is linear at the end", lambda: gelu(_ffn_ref(x, w1, b1, w2, b2))),
+            ("applied GELU to the output instead of the hidden layer: gelu(x W1^T + b1) W2^T + b2",
+             lambda: gelu(F.linear(F.linear(x, w1, b1), w2, b2))),
+            ("b1 goes inside the activation: gelu(x W1^T + b1), not gelu(x W1^T) + b1",
+             lambda: (gelu(h) + b1) @ w2.T + b2),
+            ("forgot b1", lambda: gelu(h) @ w2.T + b2),
+            ("forgot b2", lambda: gelu(h + b1) @ w2.T),
+            ("forgot both biases", lambda: gelu(h) @ w2.T),
+        ])
+
+
+# ----------------------------------------------------------------------------- mlp.param_counts
+
+
+def _pair(out, c: Checker, case: str) -> tuple:
+    from tfcore.grading import _type_name
+
+    if out is None:
+        c.fail(f"{c.name} returned None on {case}: is the return statement missing?")
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        what = f"a {type(out).__name__} of length {len(out)}" if isinstance(out, (tuple, list)) else \
+            f"a {_type_name(out)}"
+        c.fail(f"{c.name} returned {what} on {case}: return two numbers, (attention, mlp)")
+    return tuple(out)
+
+
+@exercise("mlp.param_counts", "parameters of one MHA layer and one MLP: (attention, mlp) for GELU or SwiGLU",
+          lesson=LESSON)
+def _param_counts(answer, c: Checker) -> None:
+    from tfcore.complexity import attention_params, mlp_params
+
+    cases = [
+        (768, 12, 3072, "gelu", True),
+        (768, 12, 3072, "gelu", False),
+        (768, 12, 2048, "swiglu", False),
+        (10, 5, 7, "gelu", True),
+        (24, 4, 64, "swiglu", True),
+        (4096, 32, 11008, "swiglu", False),
+        (6, 1, 24, "gelu", True),
+    ]
+    for d, h, f, kind, bias in cases:
+        case = f"d_model={d}, n_heads={h}, d_ff={f}, mlp={kind!r}, bias={bias}"
+        attn, mlp = attention_params(d, h, None, bias), mlp_params(d, f, kind, bias)
+        out = c.call(answer, d, h, f, kind, bias, case=case)
+        a_out, m_out = _pair(out, c, case)
+        if attn != mlp and _as_int(a_out) == mlp and _as_int(m_out) == attn:
+            c.fail(f"the two numbers are swapped on {case}: return (attention, mlp)")
+        d_head = d // h
+        c.number(a_out, attn, case + " (attention)", integer=True, wrong=[
+            ("attention has four matrices, W_Q, W_K, W_V and the output projection W_O: 4 d_model^2 weights",
+             lambda: 3 * d * d + (3 * d if bias else 0)),
+            ("the attention count does not depend on n_heads: h heads of d_head = d_model / h columns each "
+             "fill whole d_model x d_model matrices", lambda: 4 * d * d_head + (4 * d_head if bias else 0)),
+            ("the attention count does not depend on n_heads: h heads of d_head = d_model / h columns each "
+             "fill whole d_model x d_model matrices", lambda: 4 * d * d * h + (4 * d * h if bias else 0)),
+        ] + ([("forgot the attention biases: with bias=True each of the four projections has d_model",
+                lambda: 4 * d * d)] if bias else
+              [("counted attention biases although bias=False", lambda: 4 * d * d + 4 * d)]))
+        c.number(m_out, mlp, case + " (mlp)", integer=True, wrong=_mlp_count_mistakes(d, f, kind, bias))
+
+
+def _mlp_count_mistakes(d: int, f: int, kind: str, bias: bool) -> list:
+    """(hint, variant) pairs of plausible wrong MLP counts for one case."""
+    n_mat = 3 if kind == "swiglu" else 2
+    wrong = []
+    if kind == "swiglu":
+        three = "SwiGLU has three matrices (gate W1, up W3, down W2): 3 d_model d_ff weights"
+        wrong += [(three, lambda: 2 * d * f + ((f + d) if bias else 0)),
+                  (three, lambda: 2 * d * f + ((2 * f + d) if bias else 0))]
+    else:
+        two = "the GELU MLP has two matrices (W1, W2), not three: 2 d_model d_ff weights"
+        wrong += [(two, lambda: 3 * d * f + ((2 * f + d) if bias else 0)),
+                  (two, lambda: 3 * d * f + ((f + d) if bias else 0))]
+    if bias:
+        wrong += [
+            ("forgot the MLP biases: d_ff for each matrix into the hidden layer, d_model for the one out of it",
+             lambda: n_mat * d * f),
+            ("the MLP biases: W1 has d_ff outputs and W2 has d_model; you swapped them",
+             lambda: n_mat * d * f + (n_mat - 1) * d + f),
+            ("the MLP biases: d_ff after W1 (and after W3 for SwiGLU), d_model after W2; not d_model each",
+             lambda: n_mat * d * f + n_mat * d),
+        ]
+        if kind == "swiglu":
+            wrong.append(("SwiGLU's up projection W3 has a bias too (d_ff): gate and up each have d_ff, down has "
+                          "d_model", lambda: 3 * d * f + f + d))
+    else:
+        wrong.append(("counted MLP biases although bias=False", lambda: n_mat * d * f + (n_mat - 1) * f + d))
+    if f != 4 * d:
+        eight = "used 8 d_model^2 (the count at d_ff = 4 d_model) instead of the given d_ff"
+        wrong += [(eight, lambda: 8 * d * d + (5 * d if bias else 0)), (eight, lambda: 8 * d * d + (f + d if bias else 0))]
+    return wrong
+
+
+def _as_int(v):
+    try:
+        return int(v) if float(v) == int(v) else None
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+# ----------------------------------------------------------------------------- mlp.token_independence
+
+
+def _token_functions(c: Checker) -> dict:
+    """{name: (f, x, mixes)}: token-wise and token-mixing functions of x (B, T, d) -> (B, T, d_out)."""
+    from tfcore.heads import MultiHeadAttention
+    from tfcore.mlp import MLP
+
+    d = 8
+    with torch.random.fork_rng(devices=[]):  # the learner's global RNG is left as it was
+        torch.manual_seed(4)
+        mlp = MLP(d, 4 * d).eval()
+        narrow = torch.nn.Linear(d, 5)
+        attn = MultiHeadAttention(d, 2).eval()
+        norm = torch.nn.LayerNorm(d)
+
+    def shift_from_next(x):  # output t reads token t + 1 (no wrap-around): only earlier outputs change
+        y = mlp(x)
+        return torch.cat((y[:, :-1] + 0.5 * x[:, 1:], y[:, -1:]), dim=1)
+
+    def last_into_first(x):  # only output 0 reads the last token
+        y = mlp(x)
+        return torch.cat((y[:, :1] + 0.5 * x[:, -1:], y[:, 1:]), dim=1)
+
+    def weak(x):  # every output reads its left neighbour with weight 1e-4
+        return mlp(x) + 1e-4 * x.roll(1, dims=1)
+
+    return {
+        "MLP": (mlp, c.randn(2, 6, d), False),
+        "attention": (attn, c.randn(2, 6, d), True),
+        "causal attention": (lambda x: attn(x, is_causal=True), c.randn(1, 7, d), True),
+        "LayerNorm": (norm, c.randn(2, 5, d), False),
+        "attention after LayerNorm": (lambda x: attn(norm(x)), c.randn(2, 5, d), True),
+        "shift from next": (shift_from_next, c.randn(2, 6, d), True),
+        "last into first": (last_into_first, c.randn(2, 6, d), True),
+        "weak": (weak, c.randn(2, 6, d), True),
+        "MLP, B=3": (mlp, c.randn(3, 4, d), False),
+        "narrow": (narrow, c.randn(2, 5, d), False),
+        "attention, T=1": (attn, c.randn(2, 1, d), False),
+    }
+
+
+_TOKEN_CASES = {
+    "MLP": ("a position-wise MLP", "you said a position-wise MLP mixes tokens: output t changes when token t "
+            "changes, of course; only the outputs at the other positions s != t count"),
+    "attention": ("bidirectional self-attention", "missed bidirectional self-attention: change one token, run f "
+                  "again and compare the outputs at every other position"),
+    "causal attention": ("causal self-attention", "missed causal self-attention: after changing token t, compare "
+                         "the outputs at the positions after t too"),
+    "LayerNorm": ("a LayerNorm over the channels", "you said a LayerNorm mixes tokens: it normalises each token "
+                  "over its own channels; only changes at positions s != t count"),
+    "attention after LayerNorm": ("attention after a LayerNorm", "missed attention after a LayerNorm: a LayerNorm "
+                                  "removes a constant shift (or a rescaling) of a token, so perturb it with a random "
+                                  "vector, not by adding a constant or multiplying"),
+    "shift from next": ("a function whose output t reads token t + 1", "missed a function whose output t reads token "
+                        "t + 1: perturb every position (not only the first), and compare every other output, the "
+                        "earlier ones included"),
+    "last into first": ("a function whose first output reads the last token", "missed a function whose first "
+                        "output reads the last token: perturb every position, the last one included"),
+    "weak": ("a function mixing neighbours with weight 1e-4", "missed a weak mixing (weight 1e-4): perturb by "
+             "about 1 and use a tight tolerance (1e-6 or exact): float noise does not move other positions of a "
+             "token-wise function"),
+    "MLP, B=3": ("a position-wise MLP on a batch of 3", "you said a position-wise MLP mixes tokens on a batch of 3: "
+                 "change token t in every sequence and compare only positions s != t"),
+    "narrow": ("a token-wise Linear(8, 5) (output has 5 channels)", "you said a token-wise Linear(8, 5) mixes tokens: "
+               "the output may have another channel count than the input"),
+    "attention, T=1": ("self-attention on sequences of one token", "with one token per sequence there is nothing to "
+                       "mix: return False when T = 1"),
+}
+
+
+@exercise("mlp.token_independence", "mixes_tokens(f, x) -> bool: does some output position depend on another input "
+          "position?", lesson=LESSON)
+def _token_independence(answer, c: Checker) -> None:
+    for name, (f, x, mixes) in _token_functions(c).items():
+        description, hint = _TOKEN_CASES[name]
+        case = f"{description}, x {tuple(x.shape)}"
+        out = c.call(answer, f, x, case=case)
+        c.cases += 1
+        if _bool(out, c, case) != mixes:
+            c.fail(hint)
+
+
+def _bool(out, c: Checker, case: str) -> bool:
+    """A Python bool, NumPy bool or one-element bool tensor as bool; anything else fails with a message."""
+    import numpy as np
+
+    from tfcore.grading import _type_name
+
+    if isinstance(out, torch.Tensor) and out.dtype == torch.bool and out.numel() == 1:
+        return bool(out.item())
+    if isinstance(out, (bool, np.bool_)):
+        return bool(out)
+    if out is None:
+        c.fail(f"{c.name} returned None on {case}: is the return statement missing?")
+    if isinstance(out, torch.Tensor) and out.dtype == torch.bool:
+        c.fail(f"{c.name} returned a bool tensor of shape {tuple(out.shape)} on {case}: return one True or False "
+               "(e.g. with .any())")
+    c.fail(f"{c.name} returned a {_type_name(out)} on {case}: return True (f mixes tokens) or False (it does not)")
+    raise AssertionError  # unreachable

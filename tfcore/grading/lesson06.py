@@ -305,8 +305,8 @@ def _enc_dec_config(vocab_size, d_model, d_ff, n_enc, n_dec, max_seq_len) -> Tra
 @exercise("architectures.param_count", "parameters of tfcore's encoder-decoder Transformer from its config",
           lesson=LESSON)
 def _param_count(answer, c: Checker) -> None:
-    cases = [
-        (11, 64, 256, 2, 2, 16),
+    cases = [  # the first case tells every listed mistake apart
+        (11, 64, 256, 2, 3, 16),
         (50, 32, 64, 3, 1, 20),
         (37000, 512, 2048, 6, 6, 512),
         (7, 4, 8, 1, 1, 3),
