@@ -1,8 +1,12 @@
 """Tests-for-tests of lesson 03's checks (heads.*): see tests/test_grading.py."""
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from test_grading import Entry, case_params, run_case
 
@@ -43,6 +47,67 @@ def repeat_kv_loop(x, n_rep):
     return torch.cat([x[:, i:i + 1] for i in range(x.shape[1]) for _ in range(n_rep)], dim=1)
 
 
+# ----------------------------------------------------------------------------- heads.param_count
+
+
+def param_count(d_model, n_heads, n_kv_heads, bias):
+    kv = n_kv_heads * (d_model // n_heads)
+    return 2 * d_model * d_model + 2 * d_model * kv + ((2 * d_model + 2 * kv) if bias else 0)
+
+
+def param_count_module(d_model, n_heads, n_kv_heads, bias):
+    from tfcore.heads import MultiHeadAttention
+
+    with torch.device("meta"):  # shapes only, no memory
+        layer = MultiHeadAttention(d_model, n_heads, n_kv_heads, bias=bias)
+    return sum(p.numel() for p in layer.parameters())
+
+
+# ----------------------------------------------------------------------------- heads.mha
+
+
+def mha(x, w_q, w_k, w_v, w_o, n_heads):
+    b, t, d = x.shape
+    d_head = d // n_heads
+
+    def split(a):
+        return a.reshape(b, t, n_heads, d_head).transpose(1, 2)
+
+    q, k, v = split(x @ w_q.T), split(x @ w_k.T), split(x @ w_v.T)
+    a = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(d_head), dim=-1)
+    return (a @ v).transpose(1, 2).reshape(b, t, d) @ w_o.T
+
+
+def mha_sdpa(x, w_q, w_k, w_v, w_o, n_heads):
+    b, t, d = x.shape
+    q, k, v = (F.linear(x, w).view(b, t, n_heads, -1).transpose(1, 2) for w in (w_q, w_k, w_v))
+    return F.linear(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, d), w_o)
+
+
+def mha_loop(x, w_q, w_k, w_v, w_o, n_heads):
+    d_head = x.shape[-1] // n_heads
+    outs = []
+    for i in range(n_heads):
+        rows = slice(i * d_head, (i + 1) * d_head)
+        q, k, v = x @ w_q[rows].T, x @ w_k[rows].T, x @ w_v[rows].T
+        outs.append(torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(d_head), dim=-1) @ v)
+    return torch.cat(outs, dim=-1) @ w_o.T
+
+
+def mha_torch(x, w_q, w_k, w_v, w_o, n_heads):
+    layer = torch.nn.MultiheadAttention(x.shape[-1], n_heads, bias=False, batch_first=True)
+    with torch.no_grad():
+        layer.in_proj_weight.copy_(torch.cat((w_q, w_k, w_v)))
+        layer.out_proj.weight.copy_(w_o)
+        return layer(x, x, x, need_weights=False)[0]
+
+
+def _mha_with(**change):
+    from tfcore.grading.lesson03 import _mha_variant
+
+    return lambda x, w_q, w_k, w_v, w_o, n_heads: _mha_variant(x, w_q, w_k, w_v, w_o, n_heads, **change)
+
+
 CASES = {
     "heads.split": Entry(
         solution=split_heads,
@@ -74,6 +139,36 @@ CASES = {
             "time_axis": (lambda x, n: x.repeat_interleave(n, dim=2), "repeated along the wrong axis"),
             "expand_only": (lambda x, n: x[:, :, None].expand(-1, -1, n, -1, -1), "expand adds an axis"),
             "unchanged": (lambda x, n: x, "repeat each one n_rep times"),
+        },
+    ),
+
+    "heads.param_count": Entry(
+        solution=param_count,
+        styles={"module": param_count_module, "numpy_int": lambda *a: np.int64(param_count(*a))},
+        wrong={
+            "mha_only": (lambda d, h, kv, b: 4 * d * d + (4 * d if b else 0), "ignored n_kv_heads"),
+            "kv_times_d_model": (lambda d, h, kv, b: 2 * d * d + 2 * d * kv * d + ((2 * d + 2 * kv * d) if b else 0),
+                                 "not n_kv_heads * d_model"),
+            "no_w_o": (lambda d, h, kv, b: param_count(d, h, kv, b) - d * d - (d if b else 0), "W_O is missing"),
+            "no_bias": (lambda d, h, kv, b: param_count(d, h, kv, False), "forgot the biases"),
+            "kv_bias_d_model": (lambda d, h, kv, b: param_count(d, h, kv, False) + (4 * d if b else 0),
+                                "not d_model"),
+            "float": (lambda *a: float(param_count(*a)), "return an int"),
+        },
+    ),
+    "heads.mha": Entry(
+        solution=mha,
+        styles={"sdpa": mha_sdpa, "loop": mha_loop, "nn.MultiheadAttention": mha_torch},
+        wrong={
+            "no_scale": (_mha_with(scale="none"), "forgot the 1/sqrt(d_head) scale"),
+            "scale_d_model": (_mha_with(scale="model"), "scaled by 1/sqrt(d_model)"),
+            "split_view": (_mha_with(split="view"), "heads mixed up when splitting"),
+            "merge_view": (_mha_with(merge="view"), "heads mixed up when merging"),
+            "no_w_o": (_mha_with(out_proj=False), "output projection is missing"),
+            "untransposed": (_mha_with(transpose_w=True), "nn.Linear layout"),
+            "softmax_queries": (_mha_with(softmax_dim=-2), "softmax over the wrong axis"),
+            "one_head": (lambda x, w_q, w_k, w_v, w_o, n_heads: mha(x, w_q, w_k, w_v, w_o, 1), "n_heads was ignored"),
+            "causal": (_mha_with(causal=True), "applied a causal mask"),
         },
     ),
 }

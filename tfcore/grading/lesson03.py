@@ -96,3 +96,126 @@ def _repeat_kv(answer, c: Checker) -> None:
             (b, h_kv, n_rep, t, d): "expand adds an axis: reshape to (B, h_kv * n_rep, T, d) afterwards",
             (b, h_kv, t, d): "returned h_kv heads: repeat each one n_rep times",
         })
+
+
+# ----------------------------------------------------------------------------- heads.param_count
+
+
+@exercise("heads.param_count", "parameters of an attention layer with n_heads query and n_kv_heads key/value heads",
+          lesson=LESSON)
+def _param_count(answer, c: Checker) -> None:
+    from tfcore.complexity import attention_params
+
+    cases = [
+        (768, 12, 12, True),
+        (768, 12, 12, False),
+        (512, 8, 2, True),
+        (4096, 32, 8, False),
+        (1024, 16, 1, True),
+        (12, 6, 3, True),
+        (10, 5, 5, True),
+        (7, 1, 1, False),
+    ]
+    for d, h, h_kv, bias in cases:
+        case = f"d_model={d}, n_heads={h}, n_kv_heads={h_kv}, bias={bias}"
+        ref = attention_params(d, h, h_kv, bias)
+        kv = h_kv * (d // h)
+        out = c.call(answer, d, h, h_kv, bias, case=case)
+        wrong = [
+            ("ignored n_kv_heads: W_K and W_V map d_model to n_kv_heads * d_head outputs, fewer than d_model "
+             "under GQA/MQA", lambda: 4 * d * d + (4 * d if bias else 0)),
+            ("W_K and W_V have n_kv_heads * d_head outputs (d_head = d_model / n_heads), not n_kv_heads * d_model",
+             lambda: 2 * d * d + 2 * d * h_kv * d + ((2 * d + 2 * h_kv * d) if bias else 0)),
+            ("the output projection W_O is missing: four projections, W_Q, W_K, W_V and W_O",
+             lambda: d * d + 2 * d * kv + ((d + 2 * kv) if bias else 0)),
+            ("shrank W_Q too: only keys and values are shared; there are n_heads query heads, so W_Q is "
+             "d_model x d_model", lambda: d * d + 3 * d * kv + ((d + 3 * kv) if bias else 0)),
+            ("shrank W_O too: the output projection maps all n_heads * d_head = d_model channels back to d_model",
+             lambda: d * d + 3 * d * kv + ((2 * d + 2 * kv) if bias else 0)),
+        ]
+        if bias:
+            wrong += [
+                ("forgot the biases: with bias=True each projection has one bias per output", lambda: 2 * d * d + 2 * d * kv),
+                ("the K and V biases have n_kv_heads * d_head entries each (one per output), not d_model",
+                 lambda: 2 * d * d + 2 * d * kv + 4 * d),
+            ]
+        else:
+            wrong.append(("counted biases although bias=False", lambda: ref + 2 * d + 2 * kv))
+        c.number(out, ref, case, integer=True, wrong=wrong)
+
+
+# ----------------------------------------------------------------------------- heads.mha
+
+
+def _mha_variant(x, w_q, w_k, w_v, w_o, h, *, scale="head", split="ok", merge="ok", out_proj=True,
+                 transpose_w=False, softmax_dim=-1, causal=False):
+    """Multi-head attention with one thing changed, for the wrong-answer variants."""
+    import math
+
+    import torch
+
+    b, t, d = x.shape
+    if transpose_w:
+        w_q, w_k, w_v, w_o = w_q.T, w_k.T, w_v.T, w_o.T
+    d_head = d // h
+
+    def heads(a):
+        if split == "view":
+            return a.reshape(b, h, t, d_head)
+        return a.reshape(b, t, h, d_head).transpose(1, 2)
+
+    q, k, v = heads(x @ w_q.T), heads(x @ w_k.T), heads(x @ w_v.T)
+    s = q @ k.transpose(-2, -1)
+    s = s / {"head": math.sqrt(d_head), "model": math.sqrt(d), "none": 1.0}[scale]
+    if causal:
+        s = s.masked_fill(~torch.ones(t, t, dtype=torch.bool).tril(), float("-inf"))
+    o = torch.softmax(s, dim=softmax_dim) @ v  # (B, h, T, d_head)
+    o = o.reshape(b, t, d) if merge == "view" else o.transpose(1, 2).reshape(b, t, d)
+    return o @ w_o.T if out_proj else o
+
+
+@exercise("heads.mha", "multi-head self-attention mha(x, w_q, w_k, w_v, w_o, n_heads), as nn.MultiheadAttention",
+          lesson=LESSON)
+def _mha(answer, c: Checker) -> None:
+    import math
+
+    import torch
+
+    cases = [
+        ("x (2, 5, 12), n_heads=3", c.randn(2, 5, 12), 3),
+        ("x (1, 7, 8), n_heads=2", c.randn(1, 7, 8), 2),
+        ("x (3, 4, 6), n_heads=6 (d_head=1)", c.randn(3, 4, 6), 6),
+        ("x (1, 6, 10), n_heads=1", c.randn(1, 6, 10), 1),
+        ("x (2, 1, 10), n_heads=5 (T=1)", c.randn(2, 1, 10), 5),
+        ("a transposed (non-contiguous) x (2, 6, 8), n_heads=4", c.randn(6, 2, 8).transpose(0, 1), 4),
+    ]
+    for case, x, h in cases:
+        d = x.shape[-1]
+        w_q, w_k, w_v, w_o = (c.randn(d, d, scale=1.5 / math.sqrt(d)) for _ in range(4))
+        ref_layer = torch.nn.MultiheadAttention(d, h, bias=False, batch_first=True)
+        with torch.no_grad():
+            ref_layer.in_proj_weight.copy_(torch.cat((w_q, w_k, w_v)))
+            ref_layer.out_proj.weight.copy_(w_o)
+            ref = ref_layer(x, x, x, need_weights=False)[0]
+        out = c.call(answer, x, w_q, w_k, w_v, w_o, h, case=case,
+                     hint="weights are in nn.Linear layout (out, in): q = x @ w_q.T")
+        args = (x, w_q, w_k, w_v, w_o, h)
+        c.compare(out, ref, case, atol=1e-5, rtol=1e-4, wrong=[
+            ("forgot the 1/sqrt(d_head) scale of the scores", lambda: _mha_variant(*args, scale="none")),
+            ("scaled by 1/sqrt(d_model): each head's scores are dot products of d_head numbers, so scale by "
+             "1/sqrt(d_head)", lambda: _mha_variant(*args, scale="model")),
+            ("heads mixed up when splitting: view (B, T, d_model) as (B, T, h, d_head), then transpose(1, 2); "
+             "a plain reshape to (B, h, T, d_head) mixes positions", lambda: _mha_variant(*args, split="view")),
+            ("heads mixed up when merging: transpose(1, 2) back to (B, T, h, d_head) before reshaping to "
+             "(B, T, d_model)", lambda: _mha_variant(*args, merge="view")),
+            ("the output projection is missing: multiply the concatenated heads by W_O (x @ w_o.T)",
+             lambda: _mha_variant(*args, out_proj=False)),
+            ("the weights are in nn.Linear layout (out, in): q = x @ w_q.T, not x @ w_q",
+             lambda: _mha_variant(*args, transpose_w=True)),
+            ("softmax over the wrong axis: normalise over the keys (the last axis of the scores)",
+             lambda: _mha_variant(*args, softmax_dim=-2)),
+            ("n_heads was ignored: split the d_model channels into n_heads heads of d_head each",
+             lambda: _mha_variant(x, w_q, w_k, w_v, w_o, 1)),
+            ("applied a causal mask: this is bidirectional self-attention (nn.MultiheadAttention without a mask)",
+             lambda: _mha_variant(*args, causal=True)),
+        ])
