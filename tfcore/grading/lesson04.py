@@ -108,6 +108,10 @@ def _pair(out, c: Checker, case: str) -> tuple:
         what = f"a {type(out).__name__} of length {len(out)}" if isinstance(out, (tuple, list)) else \
             f"a {_type_name(out)}"
         c.fail(f"{c.name} returned {what} on {case}: return two numbers, (attention, mlp)")
+    bad = [x for x in out if isinstance(x, bool) or not isinstance(x, int)]
+    if bad:
+        c.fail(f"{c.name} returned a {type(out).__name__} holding a {_type_name(bad[0])} on {case}: "
+               "return an int for each of (attention, mlp)")
     return tuple(out)
 
 
