@@ -313,7 +313,7 @@ def plot(results: dict, path: Path) -> None:
     fig.suptitle(
         f"attention, B={cfg['batch']} h={cfg['heads']} h_kv={cfg['kv_heads']} d_head={cfg['d_head']} "
         f"{cfg['dtype']} {'causal' if cfg['causal'] else 'full'} | {m['device_name']} ({m.get('cpu_model', '')}), "
-        f"torch {m['torch']}",
+        f"{m['torch_threads']} torch thread(s), torch {m['torch']}",
         fontsize=9,
     )
     fig.tight_layout()

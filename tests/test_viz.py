@@ -238,7 +238,7 @@ def test_explorer_rerun_on_new_text(decoder, tok):
     ex = AttentionExplorer(decoder, tok, TEXT)
     ex.query.value = 3
     before = bytes(ex.image.value)
-    ex.text.value = "a dog."  # Enter in the box re-runs the model
+    ex.text.value = "a dog."  # leaving the edited box re-runs the model
     assert ex.tokens == list("a dog.") and ex.query.max == 5 and ex.query.value == 5
     assert bytes(ex.image.value) != before and ex.error is None
     np.testing.assert_allclose(ex.selected_weights, reference(decoder, tok, "a dog.")["decoder.0.attn"][0], atol=1e-6)

@@ -319,7 +319,8 @@ def normalised_entropy(weights: Tensor, causal: bool = False) -> Tensor:
     return out.to(weights.dtype if weights.is_floating_point() else torch.float32)
 
 
-def _is_causal_layer(name: str, model: nn.Module) -> bool:
+def _is_causal_layer(name: str) -> bool:
+    """Decoder self-attention is causal; encoder and cross-attention layers see every key."""
     return name.startswith("decoder.") and name.endswith(".attn")
 
 
@@ -338,7 +339,7 @@ def head_entropy(model: nn.Module, tokens: Tensor, source: Tensor | None = None,
     for name, w in captured.items():
         if w is None:
             continue
-        norm = normalised_entropy(w.float(), causal=_is_causal_layer(name, model))
+        norm = normalised_entropy(w.float(), causal=_is_causal_layer(name))
         out[name] = {"entropy": attention_entropy(w.float()).mean(dim=(0, 2)),
                      "normalised": torch.nanmean(norm, dim=(0, 2)) if norm.isfinite().any() else norm.mean(dim=(0, 2)),
                      "weights": w}

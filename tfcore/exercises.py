@@ -51,7 +51,7 @@ DEFAULT_HINT = "replace this line with your code"
 MD_PLACEHOLDER = "*Your answer here.*"
 SOLUTION_ONLY_TAG = "solution-only"
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-CELL_METADATA_KEPT = ("tags", "editable", "deletable", "slideshow")
+CELL_METADATA_KEPT = ("tags", "editable", "deletable", "slideshow", "jupyter")  # jupyter: source_hidden
 
 
 class MarkerError(ValueError):

@@ -34,7 +34,7 @@ This module imports without triton installed; ``triton_attention`` then raises.
 
 from __future__ import annotations
 
-import math
+import contextlib
 
 import torch
 from torch import Tensor
@@ -52,7 +52,6 @@ __all__ = ["triton_attention", "HAS_TRITON", "INTERPRET"]
 
 HAS_TRITON = triton is not None
 LOG2E = 1.4426950408889634  # log2(e): exp(x) = exp2(x * LOG2E)
-LN2 = 0.6931471805599453  # ln(2): ln(x) = log2(x) * LN2
 SUPPORTED_D_HEAD = (16, 32, 64, 128)
 
 # Tile sizes used by Triton's interpreter (CPU): tl.dot needs every side >= 16.
@@ -160,7 +159,7 @@ if HAS_TRITON:
         empty = l_i == 0.0
         l_safe = tl.where(empty, 1.0, l_i)
         out = acc / l_safe[:, None]
-        lse = tl.where(empty, float("-inf"), (m_i + tl.math.log2(l_safe)) * 0.6931471805599453)
+        lse = tl.where(empty, float("-inf"), (m_i + tl.math.log2(l_safe)) * 0.6931471805599453)  # times ln 2
         tl.store(o_base + offs_m[:, None] * stride_ot + offs_d[None, :], out.to(O.dtype.element_ty), mask=row_ok[:, None])
         tl.store(LSE + pid_bh.to(tl.int64) * T_Q + offs_m, lse, mask=row_ok)
 
@@ -431,7 +430,7 @@ def _backward(
     n_rep = H // H_KV
     # D = rowsum(dO * O)
     delta = torch.empty_like(lse)
-    block = 16 if INTERPRET else 128
+    block = 16 if INTERPRET else 64
     _attn_bwd_delta[(triton.cdiv(T_Q, block), B * H)](
         o, do, delta, o.stride(0), o.stride(1), o.stride(2), do.stride(0), do.stride(1), do.stride(2),
         H, T_Q, HEAD_DIM=D, BLOCK_M=block,
@@ -454,13 +453,19 @@ def _backward(
     return dq, dk, dv
 
 
+def _on_device(x: Tensor):
+    """Launch on x's GPU (Triton launches on the current CUDA device); a no-op on CPU."""
+    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
+
+
 class _TritonAttention(torch.autograd.Function):
     """Saves q, k, v, O and L; the backward kernels recompute P tile by tile."""
 
     @staticmethod
     def forward(ctx, q, k, v, is_causal, scale):  # type: ignore[override]
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-        o, lse = _forward(q, k, v, is_causal, scale)
+        with _on_device(q):
+            o, lse = _forward(q, k, v, is_causal, scale)
         ctx.save_for_backward(q, k, v, o, lse)
         ctx.is_causal, ctx.scale = is_causal, scale
         return o
@@ -469,7 +474,8 @@ class _TritonAttention(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, do):  # type: ignore[override]
         q, k, v, o, lse = ctx.saved_tensors
-        dq, dk, dv = _backward(q, k, v, o, lse, do.contiguous(), ctx.is_causal, ctx.scale)
+        with _on_device(q):
+            dq, dk, dv = _backward(q, k, v, o, lse, do.contiguous(), ctx.is_causal, ctx.scale)
         return dq, dk, dv, None, None
 
 

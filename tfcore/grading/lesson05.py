@@ -150,7 +150,6 @@ def _by_hand(answer, c: Checker) -> None:
             c.fail(f"the dict returned on {case} lacks the key{'s' if len(missing) > 1 else ''} "
                    f"{', '.join(repr(k) for k in missing)}")
         t = torch.tensor(x, dtype=torch.float64)
-        d = len(x)
         mean = float(t.mean())
         var = float(t.var(unbiased=False))
         var_unbiased = float(t.var(unbiased=True))
@@ -195,8 +194,6 @@ def _by_hand(answer, c: Checker) -> None:
              lambda: t / float(t.pow(2).sum()) ** 0.5),
             ("'rms_norm' divides by the mean square: divide by its square root", lambda: t / ms),
         ], shape_hints={(): "one output per entry of x"})
-        if d == 2 and abs(float(ln.abs().max()) - 1.0) < 1e-3:
-            c.note("with d = 2 LayerNorm always gives [-1, 1] or [1, -1]: only the order survives")
 
 
 # ----------------------------------------------------------------------------- norms.pre_post

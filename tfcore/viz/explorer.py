@@ -167,7 +167,7 @@ class AttentionExplorer:
             self._set_status()
 
     def _on_text(self, change) -> None:
-        """Enter (or leaving the box) re-runs the model when the text differs from the one shown."""
+        """Leaving the text box (or the run button) re-runs the model when the text differs from the one shown."""
         if self._holding:
             return
         source = (self.source.value or None) if self.architecture == "encoder-decoder" else None
