@@ -247,7 +247,7 @@ def test_presets_build():
     assert gpt2.model["d_model"] == 768 and gpt2.model["n_layers"] == 12 and gpt2.model["vocab_size"] == 50304
     assert gpt2.train.compile and gpt2.train.fused_adamw and gpt2.train.batch_size == 12
     model, cfg, *_ = build("induction-tiny", steps=1)
-    assert cfg.steps == 1 and model.config.vocab_size == 32
+    assert cfg.steps == 1 and model.config.vocab_size == PRESETS["induction-tiny"].data_options["vocab_size"]
 
 
 def _run(args, tmp_path, **env):
@@ -290,3 +290,4 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path):
         torch.testing.assert_close(two["model"][k], v, rtol=1e-4, atol=1e-5)
     val_one, val_two = one["history"]["evals"][-1]["val_loss"], two["history"]["evals"][-1]["val_loss"]
     assert val_two == pytest.approx(val_one, abs=1e-4)
+

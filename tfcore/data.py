@@ -71,14 +71,31 @@ def random_batch(data: Tensor, batch_size: int, block_size: int, generator: torc
     return torch.stack([data[s : s + block_size + 1] for s in starts.tolist()])
 
 
-def induction_batch(batch_size: int, half_len: int, vocab_size: int, generator: torch.Generator | None = None) -> Tensor:
+def induction_batch(batch_size: int, half_len: int, vocab_size: int, generator: torch.Generator | None = None,
+                    min_half_len: int | None = None, return_lengths: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """Repeated random sequences (B, 2 * half_len): the second half copies the first.
 
     A model can only predict the second half by finding where the current token appeared
     before and copying what followed it: the job of an induction head.
+
+    With a fixed half_len the copy always sits half_len positions back, and a model with
+    absolute positions can learn that offset instead of induction. ``min_half_len`` varies it:
+    row b then ends with a random segment of length L_b in [min_half_len, half_len] written
+    twice, after 2 (half_len - L_b) random filler tokens. ``return_lengths``: also return L (B,).
     """
-    first = torch.randint(vocab_size, (batch_size, half_len), generator=generator)
-    return torch.cat((first, first), dim=1)
+    if min_half_len is None:
+        first = torch.randint(vocab_size, (batch_size, half_len), generator=generator)
+        tokens, lengths = torch.cat((first, first), dim=1), torch.full((batch_size,), half_len)
+    else:
+        if not 1 <= min_half_len <= half_len:
+            raise ValueError(f"min_half_len must lie in [1, half_len={half_len}], got {min_half_len}")
+        t = 2 * half_len
+        tokens = torch.randint(vocab_size, (batch_size, t), generator=generator)
+        lengths = torch.randint(min_half_len, half_len + 1, (batch_size,), generator=generator)
+        j = torch.arange(t)[None, :]
+        second = j >= t - lengths[:, None]  # (B, T): the second copy of each row
+        tokens = tokens.gather(1, torch.where(second, j - lengths[:, None], j))
+    return (tokens, lengths) if return_lengths else tokens
 
 
 def copy_batch(batch_size: int, length: int, vocab_size: int, generator: torch.Generator | None = None) -> Tensor:
