@@ -361,13 +361,6 @@ def classify_heads(normalised: Mapping[str, Tensor], collapsed: float = 0.2, dif
 # ----------------------------------------------------------------------------- whole-model mask tests
 
 
-def _output_change(model: nn.Module, tokens: Tensor, changed: Tensor, source: Tensor | None, **kwargs: Any) -> Tensor:
-    """max |f(changed) - f(tokens)| per position: (T,)."""
-    before = _forward(model, tokens, source, **kwargs).float()
-    after = _forward(model, changed, source, **kwargs).float()
-    return (before - after).abs().flatten(2).amax(dim=(0, 2))
-
-
 def influence_matrix(model: nn.Module, tokens: Tensor, vocab_size: int, source: Tensor | None = None,
                      **kwargs: Any) -> Tensor:
     """How far each output moves when one input token changes: ``M[i, j] = max |Δ logits_i|`` for token j.

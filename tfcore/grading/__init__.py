@@ -290,6 +290,23 @@ class Checker:
         self.fail(f"{self.name} returned a {_type_name(out)} on {case}: return {label}{hint}")
         raise AssertionError  # unreachable
 
+    def boolean(self, out: Any, case: str, meaning: str) -> bool:
+        """A Python bool, NumPy bool or one-element bool tensor as ``bool``; anything else fails.
+
+        ``meaning`` completes the message "return ...", e.g. "True (f mixes tokens) or False (it does not)".
+        """
+        if isinstance(out, torch.Tensor) and out.dtype == torch.bool and out.numel() == 1:
+            return bool(out.item())
+        if isinstance(out, (bool, np.bool_)):
+            return bool(out)
+        if out is None:
+            self.fail(f"{self.name} returned None on {case}: is the return statement missing?")
+        if isinstance(out, torch.Tensor) and out.dtype == torch.bool:
+            self.fail(f"{self.name} returned a bool tensor of shape {tuple(out.shape)} on {case}: return one True or "
+                      "False (e.g. with .any())")
+        self.fail(f"{self.name} returned a {_type_name(out)} on {case}: return {meaning}")
+        raise AssertionError  # unreachable
+
     def compare(
         self,
         out: Any,

@@ -176,23 +176,6 @@ _LEAK_CASES = {
 }
 
 
-def _as_bool(out, c: Checker, case: str) -> bool:
-    import numpy as np
-
-    if isinstance(out, torch.Tensor) and out.dtype == torch.bool and out.numel() == 1:
-        return bool(out.item())
-    if isinstance(out, (bool, np.bool_)):
-        return bool(out)
-    if out is None:
-        c.fail(f"{c.name} returned None on {case}: is the return statement missing?")
-    if isinstance(out, torch.Tensor) and out.dtype == torch.bool:
-        c.fail(f"{c.name} returned a bool tensor of shape {tuple(out.shape)} on {case}: return one True or False "
-               "(e.g. with .any())")
-    kind = "torch.Tensor" if isinstance(out, torch.Tensor) else type(out).__name__
-    c.fail(f"{c.name} returned a {kind} on {case}: return True (some output leaks) or False (none does)")
-    raise AssertionError  # unreachable
-
-
 @exercise("masks.leakage", "leakage detector leaks(model_fn, tokens, vocab_size) -> bool", lesson=LESSON)
 def _leakage(answer, c: Checker) -> None:
     for name, (model_fn, tokens, vocab_size, leaky) in _leak_models(c).items():
@@ -200,7 +183,7 @@ def _leakage(answer, c: Checker) -> None:
         case = f"{description}, tokens {tuple(tokens.shape)}"
         out = c.call(answer, model_fn, tokens, vocab_size, case=case)
         c.cases += 1
-        if _as_bool(out, c, case) != leaky:
+        if c.boolean(out, case, "True (some output leaks) or False (none does)") != leaky:
             c.fail(hint)
 
 

@@ -268,24 +268,5 @@ def _token_independence(answer, c: Checker) -> None:
         case = f"{description}, x {tuple(x.shape)}"
         out = c.call(answer, f, x, case=case)
         c.cases += 1
-        if _bool(out, c, case) != mixes:
+        if c.boolean(out, case, "True (f mixes tokens) or False (it does not)") != mixes:
             c.fail(hint)
-
-
-def _bool(out, c: Checker, case: str) -> bool:
-    """A Python bool, NumPy bool or one-element bool tensor as bool; anything else fails with a message."""
-    import numpy as np
-
-    from tfcore.grading import _type_name
-
-    if isinstance(out, torch.Tensor) and out.dtype == torch.bool and out.numel() == 1:
-        return bool(out.item())
-    if isinstance(out, (bool, np.bool_)):
-        return bool(out)
-    if out is None:
-        c.fail(f"{c.name} returned None on {case}: is the return statement missing?")
-    if isinstance(out, torch.Tensor) and out.dtype == torch.bool:
-        c.fail(f"{c.name} returned a bool tensor of shape {tuple(out.shape)} on {case}: return one True or False "
-               "(e.g. with .any())")
-    c.fail(f"{c.name} returned a {_type_name(out)} on {case}: return True (f mixes tokens) or False (it does not)")
-    raise AssertionError  # unreachable
