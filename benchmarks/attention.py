@@ -339,6 +339,9 @@ def parse_args(argv=None):
                    help="skip materialising methods when one (B, h, T, T) score tensor exceeds this")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: PyTorch's)")
     p.add_argument("--quick", action="store_true", help="small smoke run")
+    p.add_argument("--methods", default=None, help="comma-separated subset of the methods (default: all)")
+    p.add_argument("--max-tiled-len", type=int, default=None,
+                   help="skip 'tiled' (a Python loop over tiles, slow at long T on a GPU) above this T")
     p.add_argument("--out", default=None, help="JSON path; the PNG is written next to it")
     p.add_argument("--_memory-child", nargs=2, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -360,6 +363,13 @@ def parse_args(argv=None):
     return args
 
 
+def skipped(args, name: str, T: int) -> bool:
+    """Methods left out at this T: materialising ones over --max-scores-gib, 'tiled' over --max-tiled-len."""
+    if name in MATERIALISING and scores_gib(args, T) > args.max_scores_gib:
+        return True
+    return name == "tiled" and args.max_tiled_len is not None and T > args.max_tiled_len
+
+
 def scores_gib(args, T: int) -> float:
     return args.batch * args.heads * T * T * torch.finfo(args.dtype).bits / 8 / 2**30
 
@@ -375,7 +385,14 @@ def main(argv=None) -> dict:
     start = time.time()
     load_before = os.getloadavg()
     gqa = args.kv_heads != args.heads
-    methods, unavailable = available_methods(all_methods(args.device, args.causal, gqa), args)
+    candidates = all_methods(args.device, args.causal, gqa)
+    if args.methods:
+        wanted = args.methods.split(",")
+        unknown = [n for n in wanted if n not in candidates]
+        if unknown:
+            raise SystemExit(f"--methods: unknown {unknown}; known: {sorted(candidates)}")
+        candidates = {n: f for n, f in candidates.items() if n in wanted}
+    methods, unavailable = available_methods(candidates, args)
     print(f"methods: {', '.join(methods)}; unavailable: {', '.join(unavailable) or 'none'}", flush=True)
     results: dict = {
         "machine": machine_info(args.device),
@@ -395,8 +412,7 @@ def main(argv=None) -> dict:
     }
     for mode in ("fwd", "fwd+bwd"):
         for T in args.seq_lens:
-            runnable = {n: f for n, f in methods.items()
-                        if not (n in MATERIALISING and scores_gib(args, T) > args.max_scores_gib)}
+            runnable = {n: f for n, f in methods.items() if not skipped(args, n, T)}
             times, cpu_times = time_methods(runnable, T, mode, args)
             for name, ts in times.items():
                 med = statistics.median(ts)
@@ -411,7 +427,7 @@ def main(argv=None) -> dict:
     for name in methods:
         for mode in ("fwd", "fwd+bwd"):
             lens = args.seq_lens + (args.memory_seq_lens if mode == "fwd" else [])
-            lens = [T for T in lens if not (name in MATERIALISING and scores_gib(args, T) > args.max_scores_gib)]
+            lens = [T for T in lens if not skipped(args, name, T)]
             for T, b in measure_memory(name, mode, lens, args).items():
                 results["methods"][name].setdefault(str(T), {}).setdefault(mode, {})["peak_extra_mib"] = b / 2**20
         print(f"memory {name}: done", flush=True)

@@ -1,7 +1,12 @@
 """Decoding speed: 1,000 new tokens with the KV cache against recomputing the whole prefix.
 
     python benchmarks/decode.py                     # CPU, the shakespeare-char-cpu shape, context 1024
-    python benchmarks/decode.py --device cuda       # the same on a GPU (prepared; timings synchronise)
+    python benchmarks/decode.py --device cuda --shape gpt2-small --dtype bfloat16 --batch 32
+                                                    # a GPU: GPT-2-small shape, 32 sequences at once
+
+On a GPU a small model at batch 1 is bound by kernel launches whichever way it decodes (a
+forward over 1,000 tokens costs about what a forward over one costs), so the cache pays off
+there as the work per step grows: a bigger model, more sequences at once.
 
 Without a cache, step t runs the model on all t tokens so far: O(T^2) token-positions over a
 generation (and O(T^3) attention work). With the cache, step t runs one token and attends over
@@ -25,6 +30,7 @@ from tfcore.model import Transformer, TransformerConfig
 from tfcore.train import PRESETS
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SHAPES = {"cpu": "shakespeare-char-cpu", "gpt2-small": "gpt2-small-gpu"}  # --shape -> preset
 
 
 def timed_generate(model: Transformer, prompt: torch.Tensor, new_tokens: int, use_cache: bool,
@@ -44,6 +50,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--new-tokens", type=int, default=1000)
     parser.add_argument("--context", type=int, default=1024, help="max_seq_len of the model")
     parser.add_argument("--backend", default="sdpa")
+    parser.add_argument("--shape", default="cpu", choices=sorted(SHAPES), help="model shape (a preset's)")
+    parser.add_argument("--batch", type=int, default=1, help="sequences decoded at once")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="model weights' dtype")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs of each mode (the median is kept)")
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/decode_<device>.json)")
@@ -52,14 +61,15 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    shape = {k: v for k, v in PRESETS["shakespeare-char-cpu"].model.items() if k not in ("max_seq_len", "backend")}
+    shape = {k: v for k, v in PRESETS[SHAPES[args.shape]].model.items() if k not in ("max_seq_len", "backend")}
+    shape.setdefault("vocab_size", 65)
     torch.manual_seed(0)
-    config = TransformerConfig(vocab_size=65, **shape, max_seq_len=args.context, backend=args.backend)
-    model = Transformer(config).to(device).eval()
+    config = TransformerConfig(**shape, max_seq_len=args.context, backend=args.backend)
+    model = Transformer(config).to(device, getattr(torch, args.dtype)).eval()
     if args.new_tokens + 1 > args.context:
         raise SystemExit(f"--new-tokens {args.new_tokens} does not fit in --context {args.context}: "
                          "generate would crop and refill the cache")
-    prompt = torch.zeros(1, 1, dtype=torch.long, device=device)
+    prompt = torch.arange(args.batch, device=device)[:, None] % config.vocab_size  # (batch, 1), a row each
 
     model.generate(prompt, 8, temperature=0.0)  # warm-up: allocator, kernels, threads
     model.generate(prompt, 8, temperature=0.0, use_cache=False)
@@ -74,18 +84,19 @@ def main(argv: list[str] | None = None) -> dict:
     agree = (outputs["cache"] == outputs["recompute"]).float().mean().item()
     result = {
         "benchmark": "decode",
-        "device": str(device),
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "model": {**shape, "max_seq_len": args.context, "backend": args.backend,
                   "parameters": sum(p.numel() for p in model.parameters())},
         "new_tokens": args.new_tokens,
-        "decoding": "greedy, batch 1, fp32",
+        "decoding": f"greedy, batch {args.batch}, {args.dtype} weights",
+        "batch": args.batch,
         "cache_seconds": cache_s,
         "recompute_seconds": recompute_s,
-        "cache_tokens_per_s": args.new_tokens / cache_s,
-        "recompute_tokens_per_s": args.new_tokens / recompute_s,
+        "cache_tokens_per_s": args.batch * args.new_tokens / cache_s,
+        "recompute_tokens_per_s": args.batch * args.new_tokens / recompute_s,
         "speedup": recompute_s / cache_s,
         "same_tokens_fraction": agree,
         "all_timings": timings,

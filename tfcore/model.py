@@ -180,7 +180,9 @@ class Transformer(nn.Module):
         if start + t > self.config.max_seq_len and self.config.positions in ("learned", "sinusoidal"):
             raise ValueError(f"sequence of length {start + t} is longer than max_seq_len={self.config.max_seq_len} "
                              f"(positions={self.config.positions!r} has no entries beyond it)")
-        if int(tokens.max()) >= self.config.vocab_size or int(tokens.min()) < 0:
+        # the check reads two numbers back from the device: under torch.compile that would split the
+        # graph, so it is left to the embedding lookup there (an index error on the CPU, an assert on CUDA)
+        if not torch.compiler.is_compiling() and (int(tokens.max()) >= self.config.vocab_size or int(tokens.min()) < 0):
             raise ValueError(f"token ids must lie in [0, vocab_size={self.config.vocab_size}), "
                              f"got ids from {int(tokens.min())} to {int(tokens.max())}")
         x = self.embed(tokens)
@@ -287,17 +289,32 @@ class Transformer(nn.Module):
             raise ValueError(f"top_k must lie in [1, vocab_size={self.config.vocab_size}], got {top_k}")
         memory = self.encode(source) if self.encoder is not None else None
         cache, fed = None, 0  # fed: how many tokens of `tokens` the cache holds
-        for _ in range(max_new_tokens):
-            if not use_cache:
-                logits = self(tokens[:, -limit:], memory=memory)
-            else:
-                if cache is None or cache.length >= limit:
-                    window = tokens[:, -(limit // 2 + 1):] if cache is not None else tokens
-                    cache, fed = ModelCache.empty(len(self.decoder)), tokens.shape[1] - window.shape[1]
-                logits = self(tokens[:, fed:], memory=memory, cache=cache)
-                fed = tokens.shape[1]
-            tokens = torch.cat((tokens, sample(logits[:, -1], temperature, top_k, generator)), dim=1)
+        with _decoding_attention_kernels(tokens.device):
+            for _ in range(max_new_tokens):
+                if not use_cache:
+                    logits = self(tokens[:, -limit:], memory=memory)
+                else:
+                    if cache is None or cache.length >= limit:
+                        window = tokens[:, -(limit // 2 + 1):] if cache is not None else tokens
+                        cache, fed = ModelCache.empty(len(self.decoder)), tokens.shape[1] - window.shape[1]
+                    logits = self(tokens[:, fed:], memory=memory, cache=cache)
+                    fed = tokens.shape[1]
+                tokens = torch.cat((tokens, sample(logits[:, -1], temperature, top_k, generator)), dim=1)
         return tokens
+
+
+def _decoding_attention_kernels(device: torch.device) -> contextlib.AbstractContextManager:
+    """On CUDA, SDPA without its cuDNN kernel while decoding.
+
+    cuDNN's attention builds a plan for every new sequence length, and decoding brings a new
+    key length at every step, so each step would pay for a plan; the FlashAttention and
+    memory-efficient kernels take any length as it comes.
+    """
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
 def _with_bias(mask: Tensor | None, bias: Tensor | None) -> Tensor | None:
