@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import tfcore.train as tr
+from tfcore.data import induction_batch
 from tfcore.model import Transformer, TransformerConfig
 from tfcore.train import (
     PRESETS,
@@ -30,6 +31,8 @@ from tfcore.train import (
     lr_at,
     param_group_names,
     param_groups,
+    pretrained,
+    save_weights,
     train,
 )
 
@@ -291,3 +294,50 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path):
     val_one, val_two = one["history"]["evals"][-1]["val_loss"], two["history"]["evals"][-1]["val_loss"]
     assert val_two == pytest.approx(val_one, abs=1e-4)
 
+
+
+def test_save_weights_and_pretrained_round_trip(tmp_path):
+    model = tiny_model(seed=3)
+    result = train(model, TrainConfig(steps=2, batch_size=4, block_size=8, eval_interval=2, eval_batches=1,
+                                      warmup_steps=1, device="cpu"), induction_sampler(4, 32), progress=False)
+    path = tmp_path / "w.pt"
+    save_weights(path, model, "test", result)
+    loaded, record = pretrained(path)
+    tokens = torch.randint(32, (2, 9))
+    assert torch.equal(loaded(tokens), model.eval()(tokens))
+    assert record["preset"] == "test" and record["losses"] == result.losses and record["steps"] == 2
+    with pytest.raises(FileNotFoundError, match=r"no weights at .*nothing-here.*shipped: \['induction-tiny'\]"):
+        pretrained("nothing-here")
+
+
+def test_shipped_induction_model_copies_with_a_two_layer_circuit():
+    """The shipped weights behave as lesson 03 says: previous-token head in layer 0, induction
+    heads in layer 1, near-zero loss on the copy, and each part needed."""
+    from tfcore.diagnostics import ablate_heads
+    from tfcore.model import capture_attention
+
+    model, record = pretrained("induction-tiny")
+    opts = PRESETS["induction-tiny"].data_options
+    H, V = opts["half_len"], opts["vocab_size"]
+    tokens = induction_batch(32, H, V, torch.Generator().manual_seed(99))
+    inputs, targets = tokens[:, :-1], tokens[:, 1:].clone()
+    targets[:, :H] = -100
+
+    def copy_loss():
+        return torch.nn.functional.cross_entropy(model(inputs).flatten(0, 1), targets.flatten(), ignore_index=-100).item()
+
+    with torch.no_grad(), capture_attention(model) as weights:
+        base = copy_loss()
+    t = torch.arange(1, 2 * H - 1)
+    prev = weights["decoder.0.attn"][:, :, t, t - 1].mean(dim=(0, 2))  # (h,)
+    t2 = torch.arange(H, 2 * H - 1)
+    induct = weights["decoder.1.attn"][:, :, t2, t2 - H + 1].mean(dim=(0, 2))  # (h,)
+    assert base < 0.3, f"copy loss {base:.3f}; ln(vocab) = {math.log(V):.3f}"
+    assert prev.max() > 0.5, f"no previous-token head in layer 0: {prev}"
+    assert induct.min() > 0.5, f"layer 1 heads' induction scores {induct}"
+    with torch.no_grad():
+        with ablate_heads(model, {"decoder.0.attn": [int(prev.argmax())]}):
+            without_prev = copy_loss()
+        with ablate_heads(model, {"decoder.1.attn": list(range(model.config.n_heads))}):
+            without_induction = copy_loss()
+    assert without_prev > base + 2 and without_induction > base + 2, (base, without_prev, without_induction)

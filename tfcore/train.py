@@ -588,6 +588,41 @@ def model_from_checkpoint(path: str | os.PathLike) -> Transformer:
     return model
 
 
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"  # trained models shipped with the package
+
+
+def save_weights(path: str | os.PathLike, model: Transformer, preset: str, result: "TrainResult") -> None:
+    """Write a trained model for ``pretrained``: config, fp32 weights and the run's loss history."""
+    atomic_save({
+        "preset": preset,
+        "model_config": asdict(model.config),
+        "model": {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()},
+        "losses": list(result.losses),
+        "evals": list(result.evals),
+        "steps": result.steps,
+        "torch": str(torch.__version__),
+    }, path)
+
+
+def pretrained(name_or_path: str | os.PathLike) -> tuple[Transformer, dict]:
+    """A model trained ahead of time and shipped in ``tfcore/weights`` (or any ``save_weights`` file).
+
+    Returns (model in eval mode on the CPU, record) where the record holds the preset's name,
+    ``losses`` (training loss per step) and ``evals`` ({"step", "val_loss"}) of the run that made it.
+    Rebuild a shipped file with ``python -m tfcore.train --preset NAME --save-weights tfcore/weights/NAME.pt``.
+    """
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = WEIGHTS_DIR / f"{name_or_path}.pt"
+    if not path.exists():
+        shipped = sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt"))
+        raise FileNotFoundError(f"no weights at {path}; shipped: {shipped}")
+    record = torch.load(path, map_location="cpu", weights_only=True)
+    model = Transformer(TransformerConfig(**record.pop("model_config")))
+    model.load_state_dict(record.pop("model"))
+    return model.eval(), record
+
+
 # ----------------------------------------------------------------------------- the loop
 
 
@@ -910,12 +945,16 @@ PRESETS: dict[str, Preset] = {
     # form. Longer runs measured so far did not form them either (batch 64, lr 3e-3 -> 3e-4 cosine,
     # betas (0.9, 0.98)): 5000 steps, vocab 32 -> loss 0.69, layer-0 heads guessing the copy distance
     # from positions; 6000 steps, vocab 64, min_half_len 4 -> loss still falling slowly past 1.3.
+    # Rotary positions: a head can then attend "one token back" at any position from the start,
+    # and copies of varying length (min_half_len) leave no fixed offset to learn instead of
+    # induction. With learned positions the same model was still on its plateau at 1,750 steps.
     "induction-tiny": Preset(
-        "a 2-layer model learning to copy repeated random sequences (induction heads)",
-        dict(d_model=64, n_layers=2, n_heads=4, max_seq_len=24, backend="sdpa"),
-        TrainConfig(steps=500, batch_size=32, block_size=23, lr=5e-3, min_lr=5e-4, warmup_steps=30,
-                    eval_interval=100, eval_batches=4, weight_decay=0.0, backend="sdpa", num_threads=1),
-        data="induction", data_options=dict(half_len=12, vocab_size=32, min_half_len=5),
+        "a 2-layer RoPE model learning to copy repeated random segments (induction heads)",
+        dict(d_model=64, n_layers=2, n_heads=4, max_seq_len=64, positions="rope", backend="sdpa"),
+        TrainConfig(steps=2000, batch_size=64, block_size=63, lr=1e-3, min_lr=1e-4, warmup_steps=100,
+                    eval_interval=100, eval_batches=4, weight_decay=0.0, betas=(0.9, 0.98), backend="sdpa",
+                    num_threads=1),
+        data="induction", data_options=dict(half_len=32, vocab_size=64, min_half_len=8),
     ),
     # GPT-2 small (124M) on a GPU: bf16 autocast, torch.compile, fused AdamW, PyTorch's SDPA.
     # The bundled corpus is characters (65 ids of 50304): a shape and speed check, not GPT-2 training.
@@ -972,7 +1011,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--save-weights", metavar="PATH", help="after training, save the model's state dict (fp32) here")
+    parser.add_argument("--save-weights", metavar="PATH",
+                        help="after training, save the model (config, fp32 weights, loss history) for pretrained()")
     args = parser.parse_args(argv)
 
     setup_distributed()
@@ -996,10 +1036,9 @@ def main(argv: list[str] | None = None) -> int:
     say(f"done: {result.steps} steps, final val loss {result.final_val_loss:.4f}, "
         f"{result.tokens_per_s:.0f} tokens/s, {result.wall_seconds:.1f} s")
     if args.save_weights and rank == 0:
-        weights = {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()}
         Path(args.save_weights).parent.mkdir(parents=True, exist_ok=True)
-        atomic_save(weights, args.save_weights)
-        say(f"weights (state dict): {args.save_weights}")
+        save_weights(args.save_weights, model, args.preset, result)
+        say(f"weights (for tfcore.train.pretrained): {args.save_weights}")
     if world > 1:
         dist.destroy_process_group()
     return 0
