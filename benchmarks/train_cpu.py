@@ -31,6 +31,17 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def cpu_model() -> str:
+    """The processor's name from /proc/cpuinfo (Linux), else platform's."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="shakespeare-char-cpu")
@@ -87,6 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
         "load_average_after": load_after,
         "contended": max(load_before[0], load_after[0]) > cores + 0.5,
         "machine": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "torch": torch.__version__,
         "anchor": "nanoGPT CPU config: val loss ~1.88 in ~3 min",
     }
