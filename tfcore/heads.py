@@ -118,6 +118,9 @@ def attend(
         if is_causal and mask is None and q.shape[2] == k.shape[2]:  # both alignments agree: let PyTorch
             return F.scaled_dot_product_attention(  # pick a fused causal kernel (flash/cuDNN need no mask)
                 q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), is_causal=True, scale=scale), None
+        if is_causal and mask is None and q.shape[2] == 1:  # one new token (decoding): it sits after every
+            return F.scaled_dot_product_attention(  # cached key, so the causal mask would be all True
+                q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), scale=scale), None
         if is_causal:  # PyTorch aligns its causal mask to the first key; ours is aligned to the last
             causal = causal_mask(q.shape[2], k.shape[2], device=q.device)
             mask = causal if mask is None else (combine_masks(mask, causal) if mask.dtype == torch.bool
