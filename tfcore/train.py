@@ -917,10 +917,11 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    # Tuned for a 2-core CPU (benchmarks/train_cpu.py, idle AMD EPYC): small batches (16 x 64 tokens)
-    # and many steps beat 32 x 128 at the same budget (1.77 vs 2.16 at 1.5M tokens). At 2,800 steps,
-    # AdamW reaches val 1.65 (157 s, before the fused norms and GELU) and Muon 1.53; Muon costs
-    # about 18 ms a step more on the CPU (Newton-Schulz), still inside 3 minutes.
+    # Tuned for a 2-core CPU (benchmarks/train_cpu.py): val 1.58 in 157 s on an idle 2-core Intel Xeon.
+    # Small batches (16 x 64 tokens) and many steps beat 32 x 128 at the same budget (1.77 vs 2.16 at
+    # 1.5M tokens). Muon beats AdamW per step (2,800 steps: 1.53 vs 1.65) but costs about 20 ms more
+    # per step on the CPU (Newton-Schulz), hence 2,100 steps. Slower CPUs take longer: an AMD EPYC
+    # machine ran AdamW at 7.9k tokens/s against 18.7k here.
     "shakespeare-char-cpu": Preset(
         "character-level Shakespeare in ~3 minutes on a 2-core CPU",
         dict(d_model=128, n_layers=4, n_heads=4, max_seq_len=64, dropout=0.0, backend="sdpa"),
@@ -942,15 +943,13 @@ PRESETS: dict[str, Preset] = {
         TrainConfig(steps=300, batch_size=16, block_size=64, lr=3e-3, min_lr=3e-4, warmup_steps=30,
                     eval_interval=100, eval_batches=8, objective="mlm", backend="sdpa"),
     ),
-    # Lesson 03: repeated random sequences whose copy length varies per row (min_half_len), so that
-    # a fixed positional offset cannot solve them. One thread: on a busy 2-core machine two threads
-    # made each step ~10x slower. Within this budget the loss falls but induction heads do not yet
-    # form. Longer runs measured so far did not form them either (batch 64, lr 3e-3 -> 3e-4 cosine,
-    # betas (0.9, 0.98)): 5000 steps, vocab 32 -> loss 0.69, layer-0 heads guessing the copy distance
-    # from positions; 6000 steps, vocab 64, min_half_len 4 -> loss still falling slowly past 1.3.
-    # Rotary positions: a head can then attend "one token back" at any position from the start,
-    # and copies of varying length (min_half_len) leave no fixed offset to learn instead of
-    # induction. With learned positions the same model was still on its plateau at 1,750 steps.
+    # Lesson 03 (its weights ship in tfcore/weights: tfcore.train.pretrained("induction-tiny")).
+    # Repeated random segments whose length varies per row (min_half_len): no fixed offset to learn
+    # instead of induction. Rotary positions: "one token back" is the same rotation at every position.
+    # Measured: the copy loss sits near ln 64 until step ~550, then drops to 0.2 by step 800 (0.091 at
+    # 2,000), 208 s on one thread. With learned positions the same model was still on its plateau at
+    # step 1,750, and with learned positions and copies of one fixed length it learned the offset instead.
+    # One thread: on a busy 2-core machine two threads made each step ~10x slower.
     "induction-tiny": Preset(
         "a 2-layer RoPE model learning to copy repeated random segments (induction heads)",
         dict(d_model=64, n_layers=2, n_heads=4, max_seq_len=64, positions="rope", backend="sdpa"),
