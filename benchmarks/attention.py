@@ -55,6 +55,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py, beside this script)
 from tfcore.flash import flash_attention, naive_attention  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -265,11 +266,7 @@ def machine_info(device: str) -> dict:
         "torch_threads": torch.get_num_threads(),
         "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    try:
-        with open("/proc/cpuinfo") as f:
-            info["cpu_model"] = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.MULTILINE).group(1)
-    except (OSError, AttributeError):
-        pass
+    info["cpu_model"] = cpu_model()
     try:
         import triton
 

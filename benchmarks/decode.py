@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from machine import cpu_model  # benchmarks/machine.py, beside this script
 
 from tfcore.model import Transformer, TransformerConfig
 from tfcore.train import PRESETS
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "benchmark": "decode",
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "model": {**shape, "max_seq_len": args.context, "backend": args.backend,

@@ -9,7 +9,7 @@ import torch
 from helpers import random_tokens, single_thread, tiny_model  # noqa: F401 (autouse fixture)
 
 from tfcore.blocks import Block
-from tfcore.diagnostics import attention_entropy, leakage_by_jacobian, leakage_by_perturbation
+from tfcore.diagnostics import attention_entropy, bounded, leakage_by_jacobian, leakage_by_perturbation, max_diff
 
 V = 19
 
@@ -131,3 +131,12 @@ def test_jacobian_detector_matches_torch_func_jacrev():
 def test_jacobian_detector_checks_shape():
     with pytest.raises(ValueError, match=r"x must have shape \(1, T, d_in\)"):
         leakage_by_jacobian(lambda x: x, torch.zeros(2, 3, 4))
+
+
+def test_bounded_prints_the_bound_below_tol_and_the_value_above(capsys):
+    assert bounded(3e-8, 1e-6) == "< 1e-06" and bounded(torch.tensor(6e-8), 1e-6) == "< 1e-06"
+    assert bounded(0.33, 1e-6) == "= 3.3e-01" and bounded(2e-6, 1e-6, digits=2) == "= 2.00e-06"
+    a = torch.zeros(3)
+    max_diff("close", a, a + 1e-8)
+    max_diff("far", a, a + torch.tensor([0.0, 0.5, 0.0]))
+    assert capsys.readouterr().out == "close: max |difference| < 1e-06\nfar: max |difference| = 5.00e-01\n"

@@ -23,6 +23,22 @@ import torch
 from torch import Tensor, nn
 
 
+def bounded(error: float | Tensor, tol: float = 1e-6, digits: int = 1) -> str:
+    """``"< tol"`` when ``error < tol``, else ``"= error"``: how to print a rounding-level error.
+
+    Float rounding differs between CPUs and kernels, so the digits of an error that small do not
+    repeat from machine to machine; the bound does. Choose ``tol`` for the size and dtype of the
+    values compared (about 1e-6 for float32 values of order 1).
+    """
+    error = float(error)
+    return f"< {tol:.0e}" if error < tol else f"= {error:.{digits}e}"
+
+
+def max_diff(label: str, a: Tensor, b: Tensor, tol: float = 1e-6) -> None:
+    """Print ``label: max |difference| < tol`` (or ``= value``) for two tensors of one shape."""
+    print(f"{label}: max |difference| {bounded((a - b).abs().max(), tol, digits=2)}")
+
+
 def attention_entropy(weights: Tensor) -> Tensor:
     """Entropy of each attention row, natural log, with 0 log 0 = 0. (..., T_q, T_k) -> (..., T_q)."""
     if weights.dim() < 2:

@@ -582,9 +582,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 def model_from_checkpoint(path: str | os.PathLike) -> Transformer:
     """Rebuild the model a checkpoint was taken from, weights included."""
-    ckpt = load_checkpoint(path)
-    model = Transformer(TransformerConfig(**ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
+    return _model_from(load_checkpoint(path))
+
+
+def _model_from(saved: dict) -> Transformer:
+    """A Transformer built from a saved ``model_config`` with the saved ``model`` weights."""
+    model = Transformer(TransformerConfig(**saved["model_config"]))
+    model.load_state_dict(saved["model"])
     return model
 
 
@@ -618,9 +622,9 @@ def pretrained(name_or_path: str | os.PathLike) -> tuple[Transformer, dict]:
         shipped = sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt"))
         raise FileNotFoundError(f"no weights at {path}; shipped: {shipped}")
     record = torch.load(path, map_location="cpu", weights_only=True)
-    model = Transformer(TransformerConfig(**record.pop("model_config")))
-    model.load_state_dict(record.pop("model"))
-    return model.eval(), record
+    model = _model_from(record).eval()
+    del record["model_config"], record["model"]
+    return model, record
 
 
 # ----------------------------------------------------------------------------- the loop
