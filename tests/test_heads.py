@@ -326,11 +326,46 @@ def test_static_cache_for_cross_attention_is_computed_once():
     mha = make_mha()
     x, source = rand(1, 3, D_MODEL, seed=1), rand(1, 5, D_MODEL, seed=2)
     cache = KVCache(static=True)
+    key_projections = []
+    mha.k_proj.register_forward_hook(lambda module, args, out: key_projections.append(out.shape))
     first = mha(x[:, :1], source=source, cache=cache)
-    k_before = cache.k
     rest = mha(x[:, 1:], source=source, cache=cache)
-    assert cache.k is k_before and cache.length == 5
+    assert key_projections == [(1, 5, D_MODEL)] and cache.length == 5
     torch.testing.assert_close(torch.cat((first, rest), 1), mha(x, source=source))
+
+
+def test_kv_cache_fills_buffers_in_place_and_doubles_them_when_full():
+    mha = make_mha(n_kv_heads=2, rope_base=100.0)
+    x = rand(1, 40, D_MODEL, seed=8)
+    cache, steps, capacities = KVCache(), [], []
+    with torch.no_grad():
+        for t in range(40):
+            steps.append(mha(x[:, t:t + 1], is_causal=True, cache=cache))
+            capacities.append(cache.capacity)
+    assert sorted(set(capacities)) == [1, 2, 4, 8, 16, 32, 64]  # 7 buffers for 40 tokens, not 40
+    assert cache.k.shape == (1, 2, 40, D_MODEL // N_HEADS) and cache.k_buffer.shape[2] == 64
+    torch.testing.assert_close(torch.cat(steps, dim=1), mha(x, is_causal=True))
+
+
+def test_kv_cache_gradients_match_the_full_forward():
+    """With autograd on, appends must not overwrite what backward needs (earlier views)."""
+    mha = make_mha()
+    x = rand(2, 6, D_MODEL, seed=9).requires_grad_()
+    cache = KVCache()
+    stepped = torch.cat([mha(x[:, t:t + 1], is_causal=True, cache=cache) for t in range(6)], dim=1)
+    grad_stepped = torch.autograd.grad(stepped.square().sum(), (x, mha.k_proj.weight))
+    grad_full = torch.autograd.grad(mha(x, is_causal=True).square().sum(), (x, mha.k_proj.weight))
+    for a, b in zip(grad_stepped, grad_full):
+        torch.testing.assert_close(a, b)
+
+
+def test_kv_cache_refuses_keys_of_another_shape():
+    cache = KVCache()
+    cache.append(torch.zeros(1, 2, 3, 8), torch.zeros(1, 2, 3, 8))
+    with pytest.raises(ValueError, match="k has h_kv=4 but the cache holds h_kv=2"):
+        cache.append(torch.zeros(1, 4, 1, 8), torch.zeros(1, 4, 1, 8))
+    with pytest.raises(ValueError, match="v has shape"):
+        cache.append(torch.zeros(1, 2, 1, 8), torch.zeros(1, 2, 1, 4))
 
 
 def complex_rope(x, positions, base):

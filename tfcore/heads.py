@@ -53,21 +53,57 @@ def repeat_kv(x: Tensor, n_rep: int) -> Tensor:
 
 @dataclass
 class KVCache:
-    """Keys and values seen so far by one attention layer, each (B, h_kv, T_cached, d_head)."""
+    """Keys and values seen so far by one attention layer, each (B, h_kv, T_cached, d_head).
 
-    k: Tensor | None = None
-    v: Tensor | None = None
+    They live in buffers (B, h_kv, capacity, d_head) that double when full, so adding a token
+    writes it in place rather than copying everything cached (as ``torch.cat`` would): over T
+    appends the copying is O(T), not O(T^2). ``k`` and ``v`` are views of the filled part.
+    """
+
     static: bool = False  # True for cross-attention: the encoder's K/V are computed once
+    length: int = 0
+    k_buffer: Tensor | None = field(default=None, repr=False)  # (B, h_kv, capacity, d_head)
+    v_buffer: Tensor | None = field(default=None, repr=False)
 
     @property
-    def length(self) -> int:
-        return 0 if self.k is None else self.k.shape[2]
+    def k(self) -> Tensor | None:
+        return None if self.k_buffer is None else self.k_buffer[:, :, :self.length]
+
+    @property
+    def v(self) -> Tensor | None:
+        return None if self.v_buffer is None else self.v_buffer[:, :, :self.length]
+
+    @property
+    def capacity(self) -> int:
+        return 0 if self.k_buffer is None else self.k_buffer.shape[2]
 
     def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Add the new (B, h_kv, T_new, d_head) keys/values; return everything cached."""
-        self.k = k if self.k is None else torch.cat((self.k, k), dim=2)
-        self.v = v if self.v is None else torch.cat((self.v, v), dim=2)
+        require_ndim("k", k, 4, "(B, h_kv, T_new, d_head)")
+        if v.shape != k.shape:
+            raise ValueError(f"v has shape {tuple(v.shape)} but k has {tuple(k.shape)}")
+        if self.k_buffer is not None:
+            for axis, name in ((0, "B"), (1, "h_kv"), (3, "d_head")):
+                if k.shape[axis] != self.k_buffer.shape[axis]:
+                    raise ValueError(f"k has {name}={k.shape[axis]} but the cache holds {name}={self.k_buffer.shape[axis]}")
+        end = self.length + k.shape[2]
+        # Autograd saves the views handed out before, so writing into their buffer would break
+        # backward: when gradients flow, every append gets a fresh buffer (as torch.cat would).
+        tracked = torch.is_grad_enabled() and (k.requires_grad or v.requires_grad)
+        if tracked or end > self.capacity:
+            capacity = end if tracked else max(end, 2 * self.capacity)
+            self.k_buffer, self.v_buffer = self._moved(self.k_buffer, k, capacity), self._moved(self.v_buffer, v, capacity)
+        self.k_buffer[:, :, self.length:end] = k
+        self.v_buffer[:, :, self.length:end] = v
+        self.length = end
         return self.k, self.v
+
+    def _moved(self, old: Tensor | None, new: Tensor, capacity: int) -> Tensor:
+        """A (B, h_kv, capacity, d_head) buffer holding the first ``length`` entries of ``old``."""
+        buffer = new.new_empty(new.shape[0], new.shape[1], capacity, new.shape[3])
+        if old is not None:
+            buffer[:, :, :self.length] = old[:, :, :self.length]
+        return buffer
 
 
 @dataclass
