@@ -362,7 +362,7 @@ def test_kv_cache_gradients_match_the_full_forward():
 def test_kv_cache_refuses_keys_of_another_shape():
     cache = KVCache()
     cache.append(torch.zeros(1, 2, 3, 8), torch.zeros(1, 2, 3, 8))
-    with pytest.raises(ValueError, match="k has h_kv=4 but the cache holds h_kv=2"):
+    with pytest.raises(ValueError, match=r"k has \(B, h_kv, d_head\) = \(1, 4, 8\) but the cache holds \(1, 2, 8\)"):
         cache.append(torch.zeros(1, 4, 1, 8), torch.zeros(1, 4, 1, 8))
     with pytest.raises(ValueError, match="v has shape"):
         cache.append(torch.zeros(1, 2, 1, 8), torch.zeros(1, 2, 1, 4))

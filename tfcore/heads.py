@@ -82,11 +82,12 @@ class KVCache:
         require_ndim("k", k, 4, "(B, h_kv, T_new, d_head)")
         if v.shape != k.shape:
             raise ValueError(f"v has shape {tuple(v.shape)} but k has {tuple(k.shape)}")
-        if self.k_buffer is not None:
-            for axis, name in ((0, "B"), (1, "h_kv"), (3, "d_head")):
-                if k.shape[axis] != self.k_buffer.shape[axis]:
-                    raise ValueError(f"k has {name}={k.shape[axis]} but the cache holds {name}={self.k_buffer.shape[axis]}")
-        end = self.length + k.shape[2]
+        batch, n_kv_heads, t_new, d_head = k.shape
+        if self.k_buffer is not None and (batch, n_kv_heads, d_head) != self.k_buffer.shape[:2] + self.k_buffer.shape[3:]:
+            held = self.k_buffer.shape
+            raise ValueError(f"k has (B, h_kv, d_head) = {(batch, n_kv_heads, d_head)} but the cache holds "
+                             f"{(held[0], held[1], held[3])}")
+        end = self.length + t_new
         # Autograd saves the views handed out before, so writing into their buffer would break
         # backward: when gradients flow, every append gets a fresh buffer (as torch.cat would).
         tracked = torch.is_grad_enabled() and (k.requires_grad or v.requires_grad)

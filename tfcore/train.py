@@ -921,16 +921,17 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    # Tuned for a 2-core CPU (benchmarks/train_cpu.py): val 1.58 in 157 s on an idle 2-core Intel Xeon.
-    # Small batches (16 x 64 tokens) and many steps beat 32 x 128 at the same budget (1.77 vs 2.16 at
-    # 1.5M tokens). Muon beats AdamW per step (2,800 steps: 1.53 vs 1.65) but costs about 20 ms more
-    # per step on the CPU (Newton-Schulz), hence 2,100 steps. Slower CPUs take longer: an AMD EPYC
-    # machine ran AdamW at 7.9k tokens/s against 18.7k here.
+    # Tuned for a 2-core CPU (benchmarks/train_cpu.py): val 1.55 in 130 s on an idle 2-core Intel Xeon
+    # (2,800 steps: 1.53 in 149 s; 2,400 leaves room for a slower CPU). Small batches (16 x 64 tokens)
+    # and many steps beat 32 x 128 at the same budget (1.77 vs 2.16 at 1.5M tokens). Muon beats AdamW
+    # per step (2,800 steps: 1.53 vs 1.65) but costs more per step on the CPU (Newton-Schulz). Slower
+    # CPUs take longer: an AMD EPYC machine ran AdamW at 7.9k tokens/s against 18.7k here (before the
+    # fused norms and GELU, which took this machine from 20k to 30k tokens/s in a bare training step).
     "shakespeare-char-cpu": Preset(
         "character-level Shakespeare in ~3 minutes on a 2-core CPU",
         dict(d_model=128, n_layers=4, n_heads=4, max_seq_len=64, dropout=0.0, backend="sdpa"),
-        TrainConfig(steps=2100, batch_size=16, block_size=64, lr=3e-3, min_lr=1e-4, warmup_steps=50,
-                    weight_decay=0.1, eval_interval=700, eval_batches=10, sample_interval=0, optimizer="muon",
+        TrainConfig(steps=2400, batch_size=16, block_size=64, lr=3e-3, min_lr=1e-4, warmup_steps=50,
+                    weight_decay=0.1, eval_interval=800, eval_batches=10, sample_interval=0, optimizer="muon",
                     backend="sdpa"),
     ),
     # Lesson 09's live demo: ~15 s on a 2-core CPU.
