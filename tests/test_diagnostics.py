@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from helpers import random_tokens, single_thread, tiny_model  # noqa: F401 (autouse fixture)
 
 from tfcore.blocks import Block
-from tfcore.diagnostics import attention_entropy, bounded, leakage_by_jacobian, leakage_by_perturbation, max_diff
+from tfcore.diagnostics import (
+    attention_entropy, bounded, leakage_by_jacobian, leakage_by_perturbation, max_diff, moving_average,
+)
 
 V = 19
 
@@ -140,3 +143,12 @@ def test_bounded_prints_the_bound_below_tol_and_the_value_above(capsys):
     max_diff("close", a, a + 1e-8)
     max_diff("far", a, a + torch.tensor([0.0, 0.5, 0.0]))
     assert capsys.readouterr().out == "close: max |difference| < 1e-06\nfar: max |difference| = 5.00e-01\n"
+
+
+def test_moving_average_matches_numpy_convolution():
+    values = np.random.default_rng(0).normal(size=50)
+    for window in (1, 7, 50):
+        expected = np.convolve(values, np.ones(window) / window, mode="valid")
+        np.testing.assert_allclose(moving_average(values.tolist(), window).numpy(), expected, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"window must lie in \[1, 3\]"):
+        moving_average([1.0, 2.0, 3.0], 4)

@@ -4,9 +4,14 @@
     projections (Q, K, V, O, MHA):           8 B T d_model^2
     MLP at 4x expansion:                     16 B T d_model^2
     KV cache:                                2 * n_layers * B * T * h_kv * d_head * bytes
+
+and ``best_time`` for measuring what the formulas predict.
 """
 
 from __future__ import annotations
+
+import time
+from typing import Callable
 
 from torch import nn
 
@@ -115,3 +120,19 @@ def training_flops_per_token(config, seq_len: int) -> int:
     c = config
     n = parameter_count(c)["blocks"] + parameter_count(c)["cross_attention"]
     return 6 * n + 12 * c.n_layers * seq_len * c.d_model
+
+
+def best_time(f: Callable[[], object], repeats: int = 5) -> float:
+    """Seconds taken by the fastest of ``repeats`` calls of ``f()``.
+
+    Other work on the machine only ever adds time, so the fastest call is the closest to the cost
+    of ``f`` itself. Results vary from run to run and machine to machine: print them in cells whose
+    output is not compared.
+    """
+    require_positive_int("repeats", repeats)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - start)
+    return min(times)

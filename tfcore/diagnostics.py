@@ -7,7 +7,8 @@
 - ``residual_norms`` / ``ResidualNormRecorder``: ||F_l(x_l)|| / ||x_l|| per block, by forward hooks;
 - ``ablate_heads`` (zero or mean ablation), ``head_means``, ``head_ablation_effects``;
 - ``gradient_norms``, ``overfit_batch``;
-- ``debugging_checklist(model, batch, vocab_size)``: all of the above as one ``ChecklistReport``.
+- ``debugging_checklist(model, batch, vocab_size)``: all of the above as one ``ChecklistReport``;
+- printing helpers for the lessons: ``bounded``, ``max_diff``, ``moving_average``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,18 @@ def bounded(error: float | Tensor, tol: float = 1e-6, digits: int = 1) -> str:
 def max_diff(label: str, a: Tensor, b: Tensor, tol: float = 1e-6) -> None:
     """Print ``label: max |difference| < tol`` (or ``= value``) for two tensors of one shape."""
     print(f"{label}: max |difference| {bounded((a - b).abs().max(), tol, digits=2)}")
+
+
+def moving_average(values: Iterable[float] | Tensor, window: int) -> Tensor:
+    """Means of each ``window`` consecutive values: (n,) -> (n - window + 1,), float64.
+
+    Entry i averages values[i .. i + window - 1], so plot it against x positions
+    ``window - 1 ..`` (the last step averaged) or ``window // 2 ..`` (the centre).
+    """
+    values = torch.as_tensor(values, dtype=torch.float64).flatten()
+    if not 1 <= window <= len(values):
+        raise ValueError(f"window must lie in [1, {len(values)}] (the number of values), got {window}")
+    return values.unfold(0, window, 1).mean(dim=1)
 
 
 def attention_entropy(weights: Tensor) -> Tensor:

@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tfcore.data import copy_batch, digit_task_batch, induction_batch, shakespeare_splits
+from tfcore.diagnostics import moving_average
 from tfcore.losses import IGNORE_INDEX, mlm_mask
 from tfcore.model import Transformer, TransformerConfig
 
@@ -415,8 +416,7 @@ class LossPlot:
         if losses:
             ax.plot(range(1, len(losses) + 1), losses, color="tab:blue", alpha=0.3, lw=0.8)
             k = min(self.smooth, len(losses))
-            running = torch.tensor(losses).unfold(0, k, 1).mean(dim=1).tolist()
-            ax.plot(range(k, len(losses) + 1), running, color="tab:blue", label="train")
+            ax.plot(range(k, len(losses) + 1), moving_average(losses, k).tolist(), color="tab:blue", label="train")
         if evals:
             ax.plot([e["step"] for e in evals], [e["val_loss"] for e in evals], "o-", color="tab:orange", label="val")
         ax.set(xlabel="step", ylabel="loss (nats / token)")
