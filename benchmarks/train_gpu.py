@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default 20; tiny 3)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first, compile included (default 5)")
     parser.add_argument("--no-compile", dest="compile", action="store_false")
+    parser.add_argument("--compile-mode", default=None, choices=["reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+                        help="torch.compile's mode (default: its default); reduce-overhead replays CUDA graphs")
     parser.add_argument("--backend", default="auto", help="auto | cudnn | flash | efficient | math")
     parser.add_argument("--peak-tflops", type=float, default=H100_BF16_PEAK / 1e12)
     parser.add_argument("--out", default=None)
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = Transformer(config).to(device).train()
     optimizer = make_optimizer(model, cfg, device)
     amp = autocast_dtype(cfg, device)  # bf16 on CUDA, fp32 on the CPU
-    loss_fn = torch.compile(batch_loss) if cfg.compile else batch_loss
+    loss_fn = torch.compile(batch_loss, mode=args.compile_mode) if cfg.compile else batch_loss
     backend_name, attention_ms = pick_backend(model, batch, seq_len, device, amp or torch.float32, args.backend)
     backend = sdpa_backends(device).get(backend_name) if backend_name != "default" else None
     inputs = torch.randint(config.vocab_size, (batch, seq_len), device=device)
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
         "parameters": sum(p.numel() for p in model.parameters()),
         "matmul_parameters": n_params,
         "batch": batch, "seq_len": seq_len,
-        "dtype": str(amp or torch.float32), "compile": cfg.compile, "fused_adamw": cfg.fused_adamw,
+        "dtype": str(amp or torch.float32), "compile": cfg.compile, "compile_mode": args.compile_mode, "fused_adamw": cfg.fused_adamw,
         "sdpa_backend": backend_name, "attention_fwd_bwd_ms": attention_ms,
         "warmup_steps": warmup, "warmup_seconds": warmup_s,
         "step_ms_median": median_ms, "step_ms_all": times,

@@ -23,6 +23,7 @@ from tfcore.train import (
     ResidualNorms,
     TrainConfig,
     atomic_save,
+    batch_loss,
     build,
     corpus_sampler,
     digit_sampler,
@@ -341,3 +342,19 @@ def test_shipped_induction_model_copies_with_a_two_layer_circuit():
         with ablate_heads(model, {"decoder.1.attn": list(range(model.config.n_heads))}):
             without_induction = copy_loss()
     assert without_prev > base + 2 and without_induction > base + 2, (base, without_prev, without_induction)
+
+
+@pytest.mark.parametrize("positions", ["learned", "sinusoidal", "rope", "alibi", "t5"])
+@pytest.mark.parametrize("architecture", ["decoder", "encoder", "encoder-decoder"])
+def test_the_training_loss_traces_to_one_graph(architecture, positions):
+    """torch.compile must see the whole loss as one graph: a break (say, a value read back from the
+    device to check an input) splits it in two and, on a GPU, stalls the step while the value arrives."""
+    import torch._dynamo as dynamo
+
+    model = tiny_model(architecture=architecture, positions=positions)
+    tokens = torch.randint(32, (2, 16), generator=torch.Generator().manual_seed(0))
+    batch = (tokens, tokens, tokens) if architecture == "encoder-decoder" else (tokens, tokens)
+    dynamo.reset()
+    explained = dynamo.explain(batch_loss)(model, batch)
+    assert explained.graph_break_count == 0, [str(b.reason).splitlines()[0] for b in explained.break_reasons]
+    dynamo.reset()
