@@ -136,6 +136,31 @@ def test_cached_logits_equal_full_forward_logits(case):
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("case", GENERATION_CASES, ids=case_id)
+def test_decoding_steps_read_nothing_back_from_the_device(case):
+    """Only the prompt's id check reads values back (two, and two more for an encoder's source):
+    a read-back in every step would, on a GPU, stall each step until the previous one is done."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class CountReads(TorchDispatchMode):
+        reads = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket in (torch.ops.aten._local_scalar_dense, torch.ops.aten.item):
+                CountReads.reads += 1
+            return func(*args, **(kwargs or {}))
+
+    model = tiny_model(seed=4, **case)
+    prompt = random_tokens(2, 3, V, seed=5)
+    source = random_tokens(2, 6, V, seed=6) if case.get("architecture") == "encoder-decoder" else None
+    for kw in (dict(temperature=0.0), dict(temperature=1.0, top_k=5), dict(temperature=0.0, use_cache=False)):
+        for new_tokens in (2, 30):  # 30 also crops the context (max_seq_len 24) and refills the cache
+            CountReads.reads = 0
+            with CountReads():
+                model.generate(prompt, new_tokens, source=source, **kw)
+            assert CountReads.reads == (2 if source is None else 4), (kw, new_tokens)
+
+
 def test_generation_past_the_context_keeps_working():
     model = tiny_model(seed=1, positions="learned")  # max_seq_len 24
     out = model.generate(random_tokens(1, 20, V), 15, temperature=0.0)
@@ -286,6 +311,8 @@ def test_token_ids_out_of_range(bad):
     tokens[0, 2] = bad
     with pytest.raises(ValueError, match=r"token ids must lie in \[0, vocab_size=19\)"):
         tiny_model()(tokens)
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, vocab_size=19\)"):
+        tiny_model().generate(tokens, 3)  # generate checks its prompt once, up front
 
 
 def test_token_shape_and_dtype_are_checked():

@@ -170,8 +170,13 @@ class Transformer(nn.Module):
         """Every attention module by name, e.g. ``"decoder.0.attn"``, ``"decoder.0.cross_attn"``."""
         return {name: m for name, m in self.named_modules() if isinstance(m, MultiHeadAttention)}
 
-    def embed_tokens(self, tokens: Tensor, start: int = 0) -> Tensor:
-        """tokens (B, T) -> the residual stream's first state (B, T, d_model)."""
+    def embed_tokens(self, tokens: Tensor, start: int = 0, check_ids: bool = True) -> Tensor:
+        """tokens (B, T) at positions start .. start + T - 1 -> the residual stream's first state (B, T, d_model).
+
+        check_ids=False skips the range check of the ids, for ids known to be valid (``generate``
+        feeds back the ids it sampled): the check reads two numbers back from the device, which
+        on a GPU stalls every decoding step until the step before it has finished.
+        """
         if tokens.dim() != 2:
             raise ValueError(f"tokens must have shape (B, T), got {tuple(tokens.shape)}")
         if tokens.is_floating_point():
@@ -180,18 +185,22 @@ class Transformer(nn.Module):
         if start + t > self.config.max_seq_len and self.config.positions in ("learned", "sinusoidal"):
             raise ValueError(f"sequence of length {start + t} is longer than max_seq_len={self.config.max_seq_len} "
                              f"(positions={self.config.positions!r} has no entries beyond it)")
-        # the check reads two numbers back from the device: under torch.compile that would split the
-        # graph, so it is left to the embedding lookup there (an index error on the CPU, an assert on CUDA)
-        if not torch.compiler.is_compiling() and (int(tokens.max()) >= self.config.vocab_size or int(tokens.min()) < 0):
-            raise ValueError(f"token ids must lie in [0, vocab_size={self.config.vocab_size}), "
-                             f"got ids from {int(tokens.min())} to {int(tokens.max())}")
+        # under torch.compile the read-back would split the graph, so the check is left to the
+        # embedding lookup there (an index error on the CPU, an assert on CUDA)
+        if check_ids and not torch.compiler.is_compiling():
+            self.check_token_ids(tokens)
         x = self.embed(tokens)
-        pos = torch.arange(start, start + t, device=tokens.device)
-        if self.positions is not None:
-            x = x + self.positions(pos)
+        if self.positions is not None:  # rows start .. start + t - 1 of the table (in range: checked above)
+            x = x + self.positions.table.weight[start:start + t]
         if self.config.positions == "sinusoidal":
-            x = x + self.sin_table[pos]
+            x = x + self.sin_table[start:start + t]
         return self.drop(x)
+
+    def check_token_ids(self, tokens: Tensor) -> None:
+        """Raise unless every id in ``tokens`` lies in [0, vocab_size)."""
+        low, high = int(tokens.min()), int(tokens.max())
+        if low < 0 or high >= self.config.vocab_size:
+            raise ValueError(f"token ids must lie in [0, vocab_size={self.config.vocab_size}), got ids from {low} to {high}")
 
     def _position_bias(self, stack: str, t_q: int, t_k: int) -> Tensor | None:
         """ALiBi or T5 bias added to the scores: (1, h, T_q, T_k), or None."""
@@ -222,6 +231,7 @@ class Transformer(nn.Module):
         mask: Tensor | None = None,
         cache: ModelCache | None = None,
         memory: Tensor | None = None,
+        check_ids: bool = True,
     ) -> Tensor:
         """tokens: (B, T) ids -> logits (B, T, vocab_size).
 
@@ -230,7 +240,7 @@ class Transformer(nn.Module):
         as ``memory``). mask: an extra bool mask broadcastable to (B, h, T, T_k), ANDed with the
         model's own: in a decoder it can only hide more than the causal mask (e.g. a block-diagonal
         mask for packed sequences); a prefix-LM is an encoder given ``prefix_lm_mask``.
-        cache: a ``ModelCache`` for decoding.
+        cache: a ``ModelCache`` for decoding. check_ids: see ``embed_tokens``.
         """
         if self.decoder is None:  # encoder-only: bidirectional stack, then the unembedding
             if cache is not None:
@@ -242,7 +252,7 @@ class Transformer(nn.Module):
                 raise ValueError("an encoder-decoder model needs source=(B, T_src) token ids (or memory=encoder output)")
             memory = self.encode(source, source_lengths)
         start = 0 if cache is None else cache.length
-        x = self.embed_tokens(tokens, start)
+        x = self.embed_tokens(tokens, start, check_ids)
         t = tokens.shape[1]
         self_mask = combine_masks(mask, padding_mask(lengths, start + t) if lengths is not None else None)
         self_mask = _with_bias(self_mask, self._position_bias("decoder", t, start + t))
@@ -287,17 +297,18 @@ class Transformer(nn.Module):
             raise ValueError(f"prompt has {tokens.shape[1]} tokens but max_seq_len={limit}")
         if top_k is not None and not 1 <= top_k <= self.config.vocab_size:
             raise ValueError(f"top_k must lie in [1, vocab_size={self.config.vocab_size}], got {top_k}")
+        self.check_token_ids(tokens)  # once: every later id is one the model sampled, so no step reads back
         memory = self.encode(source) if self.encoder is not None else None
         cache, fed = None, 0  # fed: how many tokens of `tokens` the cache holds
         with _decoding_attention_kernels(tokens.device):
             for _ in range(max_new_tokens):
                 if not use_cache:
-                    logits = self(tokens[:, -limit:], memory=memory)
+                    logits = self(tokens[:, -limit:], memory=memory, check_ids=False)
                 else:
                     if cache is None or cache.length >= limit:
                         window = tokens[:, -(limit // 2 + 1):] if cache is not None else tokens
                         cache, fed = ModelCache.empty(len(self.decoder)), tokens.shape[1] - window.shape[1]
-                    logits = self(tokens[:, fed:], memory=memory, cache=cache)
+                    logits = self(tokens[:, fed:], memory=memory, cache=cache, check_ids=False)
                     fed = tokens.shape[1]
                 tokens = torch.cat((tokens, sample(logits[:, -1], temperature, top_k, generator)), dim=1)
         return tokens
