@@ -1,8 +1,8 @@
 """Decoding speed: 1,000 new tokens with the KV cache against recomputing the whole prefix.
 
     python benchmarks/decode.py                     # CPU, the shakespeare-char-cpu shape, context 1024
-    python benchmarks/decode.py --device cuda --shape gpt2-small --dtype bfloat16 --batch 32
-                                                    # a GPU: GPT-2-small shape, 32 sequences at once
+    python benchmarks/decode.py --device cuda --shape gpt2-small --dtype bfloat16 --batch 128
+                                                    # a GPU: GPT-2-small shape, 128 sequences at once
 
 On a GPU a small model at batch 1 is bound by kernel launches whichever way it decodes (a
 forward over 1,000 tokens costs about what a forward over one costs), so the cache pays off
