@@ -347,6 +347,15 @@ def test_kv_cache_fills_buffers_in_place_and_doubles_them_when_full():
     torch.testing.assert_close(torch.cat(steps, dim=1), mha(x, is_causal=True))
 
 
+def test_kv_cache_buffers_stop_growing_at_max_length():
+    cache = KVCache(max_length=24)
+    with torch.no_grad():
+        for t in range(24):
+            cache.append(torch.full((1, 2, 1, 4), float(t)), torch.zeros(1, 2, 1, 4))
+            assert cache.capacity <= 24
+    assert cache.capacity == 24 and cache.k[0, 0, :, 0].tolist() == [float(t) for t in range(24)]
+
+
 def test_kv_cache_gradients_match_the_full_forward():
     """With autograd on, appends must not overwrite what backward needs (earlier views)."""
     mha = make_mha()

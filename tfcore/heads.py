@@ -61,6 +61,7 @@ class KVCache:
     """
 
     static: bool = False  # True for cross-attention: the encoder's K/V are computed once
+    max_length: int | None = None  # when known (generate: max_seq_len), no buffer grows past it
     length: int = 0
     k_buffer: Tensor | None = field(default=None, repr=False)  # (B, h_kv, capacity, d_head)
     v_buffer: Tensor | None = field(default=None, repr=False)
@@ -92,7 +93,7 @@ class KVCache:
         # backward: when gradients flow, every append gets a fresh buffer (as torch.cat would).
         tracked = torch.is_grad_enabled() and (k.requires_grad or v.requires_grad)
         if tracked or end > self.capacity:
-            capacity = end if tracked else max(end, 2 * self.capacity)
+            capacity = end if tracked else max(end, min(2 * self.capacity, self.max_length or 2 * self.capacity))
             self.k_buffer, self.v_buffer = self._moved(self.k_buffer, k, capacity), self._moved(self.v_buffer, v, capacity)
         self.k_buffer[:, :, self.length:end] = k
         self.v_buffer[:, :, self.length:end] = v
@@ -115,8 +116,10 @@ class ModelCache:
     cross_attn: list[KVCache] = field(default_factory=list)
 
     @classmethod
-    def empty(cls, n_layers: int) -> "ModelCache":
-        return cls([KVCache() for _ in range(n_layers)], [KVCache(static=True) for _ in range(n_layers)])
+    def empty(cls, n_layers: int, max_length: int | None = None) -> "ModelCache":
+        """Empty caches for ``n_layers`` layers; ``max_length`` caps the self-attention buffers."""
+        return cls([KVCache(max_length=max_length) for _ in range(n_layers)],
+                   [KVCache(static=True) for _ in range(n_layers)])
 
     @property
     def length(self) -> int:

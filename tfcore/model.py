@@ -307,7 +307,7 @@ class Transformer(nn.Module):
                 else:
                     if cache is None or cache.length >= limit:
                         window = tokens[:, -(limit // 2 + 1):] if cache is not None else tokens
-                        cache, fed = ModelCache.empty(len(self.decoder)), tokens.shape[1] - window.shape[1]
+                        cache, fed = ModelCache.empty(len(self.decoder), limit), tokens.shape[1] - window.shape[1]
                     logits = self(tokens[:, fed:], memory=memory, cache=cache, check_ids=False)
                     fed = tokens.shape[1]
                 tokens = torch.cat((tokens, sample(logits[:, -1], temperature, top_k, generator)), dim=1)
