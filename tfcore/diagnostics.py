@@ -8,7 +8,7 @@
 - ``ablate_heads`` (zero or mean ablation), ``head_means``, ``head_ablation_effects``;
 - ``gradient_norms``, ``overfit_batch``;
 - ``debugging_checklist(model, batch, vocab_size)``: all of the above as one ``ChecklistReport``;
-- printing helpers for the lessons: ``bounded``, ``max_diff``, ``moving_average``.
+- helpers for the lessons' printouts and plots: ``bounded``, ``max_diff``, ``moving_average``.
 """
 
 from __future__ import annotations

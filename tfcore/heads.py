@@ -93,7 +93,8 @@ class KVCache:
         # backward: when gradients flow, every append gets a fresh buffer (as torch.cat would).
         tracked = torch.is_grad_enabled() and (k.requires_grad or v.requires_grad)
         if tracked or end > self.capacity:
-            capacity = end if tracked else max(end, min(2 * self.capacity, self.max_length or 2 * self.capacity))
+            doubled = 2 * self.capacity if self.max_length is None else min(2 * self.capacity, self.max_length)
+            capacity = end if tracked else max(end, doubled)
             self.k_buffer, self.v_buffer = self._moved(self.k_buffer, k, capacity), self._moved(self.v_buffer, v, capacity)
         self.k_buffer[:, :, self.length:end] = k
         self.v_buffer[:, :, self.length:end] = v

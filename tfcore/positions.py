@@ -43,9 +43,7 @@ class LearnedPositions(nn.Module):
 
     def forward(self, positions: Tensor) -> Tensor:
         """positions: (T,) -> (T, d_model). The hard cap: positions must be < max_len."""
-        # reading the maximum back from the device would split a torch.compile graph (and stall the
-        # GPU); compiled, the check is left to the lookup itself (an index error, or a CUDA assert)
-        if not torch.compiler.is_compiling() and int(positions.max()) >= self.max_len:
+        if int(positions.max()) >= self.max_len:
             raise ValueError(
                 f"position {int(positions.max())} is beyond the learned table (max_len={self.max_len}): "
                 "a learned absolute table cannot represent longer contexts"
