@@ -168,7 +168,8 @@ def _bert(cfg, tied: bool) -> tuple[TransformerConfig, list[Link]]:
         norm_eps=cfg.layer_norm_eps, placement="post", mlp=_mlp_kind(cfg.hidden_act), positions="learned", bias=True,
         embed_norm=True, n_token_types=cfg.type_vocab_size, mlm_head=True, unembed_bias=True, tie_weights=tied)
     e, head = "bert.embeddings.", "cls.predictions."
-    links = [Link(e + "word_embeddings.weight", ("embed.weight",)), Link(e + "position_embeddings.weight", ("positions.table.weight",)),
+    links = [Link(e + "word_embeddings.weight", ("embed.weight",)),
+             Link(e + "position_embeddings.weight", ("positions.table.weight",)),
              Link(e + "token_type_embeddings.weight", ("token_types.weight",)), *_wb(e + "LayerNorm", "embed_norm.encoder"),
              *_wb(head + "transform.dense", "mlm_dense"), *_wb(head + "transform.LayerNorm", "mlm_norm"),
              Link(head + "bias", ("unembed.bias",))]
@@ -206,7 +207,8 @@ def _t5(cfg, tied: bool) -> tuple[TransformerConfig, list[Link]]:
 
     bias_table = "block.0.layer.0.SelfAttention.relative_attention_bias.weight"  # layer 0 holds the stack's table
     links = [Link("shared.weight", ("embed.weight",)),
-             Link("encoder." + bias_table, ("t5_bias.encoder.bias.weight",)), Link("decoder." + bias_table, ("t5_bias.decoder.bias.weight",)),
+             Link("encoder." + bias_table, ("t5_bias.encoder.bias.weight",)),
+             Link("decoder." + bias_table, ("t5_bias.decoder.bias.weight",)),
              *_wb("encoder.final_layer_norm", "encoder_norm", False), *_wb("decoder.final_layer_norm", "final_norm", False)]
     for i in range(cfg.num_layers):
         h, t = f"encoder.block.{i}.layer.", f"encoder.{i}."

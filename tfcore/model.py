@@ -88,8 +88,7 @@ class TransformerConfig:
 
     def bias_of(self, part: str) -> bool:
         """Whether ``part`` ("qkv", "out", "mlp" or "norm") has biases: its own field, else ``bias``."""
-        own = getattr(self, f"{part}_bias")
-        return self.bias if own is None else own
+        return self.bias if getattr(self, f"{part}_bias") is None else getattr(self, f"{part}_bias")
 
     def validate(self) -> None:
         """Refuse a configuration that cannot work, naming the field and the reason."""
@@ -112,8 +111,7 @@ class TransformerConfig:
             raise ValueError(f"positions='sinusoidal' needs an even d_model, got {self.d_model}")
         if self.placement == "parallel" and self.architecture == "encoder-decoder":
             raise ValueError("placement='parallel' cannot hold cross-attention: use 'pre' or 'post' for encoder-decoder")
-        rules = [(("norm_eps", "embed_scale", "output_scale"), lambda v: v is None or type(v) in (int, float) and v > 0,
-                  "a positive number"),
+        rules = [(("norm_eps", "embed_scale", "output_scale"), lambda v: v is None or type(v) in (int, float) and v > 0, "a positive number"),
                  (("head_dim",), lambda v: v is None or type(v) is int and v > 0, "a positive integer or None"),
                  (("n_token_types", "position_offset"), lambda v: type(v) is int and v >= 0, "a non-negative integer"),
                  (("qkv_bias", "out_bias", "mlp_bias", "norm_bias"), lambda v: v is None or type(v) is bool, "True, False or None")]
@@ -166,8 +164,7 @@ class Transformer(nn.Module):
         self.embed_scale = c.embed_scale or (math.sqrt(c.d_model) if c.positions == "sinusoidal" else 1.0)
         learned, rows = c.positions == "learned", c.max_seq_len + c.position_offset
         self.positions = LearnedPositions(rows, c.d_model) if learned else None
-        self.encoder_positions = LearnedPositions(rows, c.d_model) if learned and len(stacks) == 2 and not c.shared_positions \
-            else None  # BART: one table per stack
+        self.encoder_positions = LearnedPositions(rows, c.d_model) if learned and len(stacks) == 2 and not c.shared_positions else None
         self.token_types = nn.Embedding(c.n_token_types, c.d_model) if c.n_token_types else None
         self.embed_norm = nn.ModuleDict({s: norm() for s in stacks}) if c.embed_norm else None
         if c.positions == "sinusoidal":
