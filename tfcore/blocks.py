@@ -23,7 +23,7 @@ class Block(nn.Module):
     """One transformer block. x: (B, T, d_model) -> (B, T, d_model).
 
     norm: "layer" | "rms"; placement: "pre" | "post" | "parallel"; mlp: "gelu" | "gelu_tanh" |
-    "relu" | "swiglu". With ``cross_attention=True`` it is a decoder block of an
+    "relu" | "swiglu" | "geglu" | "geglu_tanh". With ``cross_attention=True`` it is a decoder block of an
     encoder-decoder model and ``forward`` needs ``source`` (B, T_src, d_model).
     """
 
@@ -42,20 +42,32 @@ class Block(nn.Module):
         rope_layout: str = "interleaved",
         cross_attention: bool = False,
         scale: float | None = None,
+        *,
+        d_head: int | None = None,
+        norm_eps: float | None = None,
+        rope_scaling: dict | None = None,
+        qkv_bias: bool | None = None,
+        out_bias: bool | None = None,
+        mlp_bias: bool | None = None,
+        norm_bias: bool | None = None,
     ) -> None:
+        """``bias`` is the default of each part's own choice: qkv_bias (W_Q, W_K, W_V), out_bias (W_O),
+        mlp_bias, norm_bias (LayerNorm's shift). d_head None: d_model / n_heads; norm_eps None: the norm's default."""
         super().__init__()
         if placement not in PLACEMENTS:
             raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
         if placement == "parallel" and cross_attention:
             raise ValueError("placement='parallel' has no place for cross-attention: use 'pre' or 'post'")
+        qkv_bias, out_bias, mlp_bias, norm_bias = (bias if b is None else b for b in (qkv_bias, out_bias, mlp_bias, norm_bias))
         self.placement = placement
-        self.attn = MultiHeadAttention(d_model, n_heads, n_kv_heads, bias, dropout, rope_base, rope_layout, scale)
-        self.norm_attn = make_norm(norm, d_model, bias)
-        self.cross_attn = MultiHeadAttention(d_model, n_heads, n_kv_heads, bias, dropout, None, rope_layout, scale) \
-            if cross_attention else None
-        self.norm_cross = make_norm(norm, d_model, bias) if cross_attention else None
-        self.mlp = make_mlp(mlp, d_model, d_ff, bias, dropout)
-        self.norm_mlp = make_norm(norm, d_model, bias) if placement != "parallel" else None
+        attention = dict(n_kv_heads=n_kv_heads, bias=qkv_bias, dropout=dropout, rope_layout=rope_layout, scale=scale,
+                         d_head=d_head, out_bias=out_bias)
+        self.attn = MultiHeadAttention(d_model, n_heads, rope_base=rope_base, rope_scaling=rope_scaling, **attention)
+        self.norm_attn = make_norm(norm, d_model, norm_bias, norm_eps)
+        self.cross_attn = MultiHeadAttention(d_model, n_heads, **attention) if cross_attention else None
+        self.norm_cross = make_norm(norm, d_model, norm_bias, norm_eps) if cross_attention else None
+        self.mlp = make_mlp(mlp, d_model, d_ff, mlp_bias, dropout)
+        self.norm_mlp = make_norm(norm, d_model, norm_bias, norm_eps) if placement != "parallel" else None
 
     def forward(
         self,

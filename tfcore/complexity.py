@@ -16,6 +16,7 @@ from typing import Callable
 from torch import nn
 
 from tfcore._checks import require_positive_int
+from tfcore.mlp import GATED
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -23,17 +24,21 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def attention_params(d_model: int, n_heads: int, n_kv_heads: int | None = None, bias: bool = True) -> int:
-    """W_Q, W_O (d_model x d_model) and W_K, W_V (d_model x h_kv d_head), plus biases: 4 d^2 + 4 d for MHA."""
+def attention_params(d_model: int, n_heads: int, n_kv_heads: int | None = None, bias: bool = True,
+                     d_head: int | None = None, out_bias: bool | None = None) -> int:
+    """W_Q, W_O (d_model x d_model) and W_K, W_V (d_model x h_kv d_head), plus biases: 4 d^2 + 4 d for MHA.
+
+    d_head None: d_model / n_heads (else W_Q, W_O are d_model x h d_head); out_bias None: = bias.
+    """
     n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
-    kv_width = n_kv_heads * (d_model // n_heads)
-    weights = 2 * d_model * d_model + 2 * d_model * kv_width
-    return weights + ((2 * d_model + 2 * kv_width) if bias else 0)
+    q_width, kv_width = n_heads * (d_head or d_model // n_heads), n_kv_heads * (d_head or d_model // n_heads)
+    weights = 2 * d_model * q_width + 2 * d_model * kv_width
+    return weights + (q_width + 2 * kv_width) * bias + d_model * (bias if out_bias is None else out_bias)
 
 
 def mlp_params(d_model: int, d_ff: int, kind: str = "gelu", bias: bool = True) -> int:
-    """2 d_model d_ff (+ biases) for an MLP; 3 d_model d_ff (+ biases) for SwiGLU."""
-    if kind == "swiglu":
+    """2 d_model d_ff (+ biases) for an MLP; 3 d_model d_ff (+ biases) for SwiGLU and the other gated kinds."""
+    if kind in GATED:
         return 3 * d_model * d_ff + ((2 * d_ff + d_model) if bias else 0)
     return 2 * d_model * d_ff + ((d_ff + d_model) if bias else 0)
 
@@ -46,23 +51,26 @@ def norm_params(d_model: int, kind: str = "layer", bias: bool = True) -> int:
 def parameter_count(config) -> dict[str, int]:
     """Parameters of ``Transformer(config)`` by part, from the formulas alone; ``"total"`` sums them."""
     c = config
-    attn = attention_params(c.d_model, c.n_heads, c.n_kv_heads, c.bias)
-    mlp = mlp_params(c.d_model, c.d_ff, c.mlp, c.bias)
-    norm = norm_params(c.d_model, c.norm, c.bias)
+    attn = attention_params(c.d_model, c.n_heads, c.n_kv_heads, c.bias_of("qkv"), c.head_dim, c.bias_of("out"))
+    mlp = mlp_params(c.d_model, c.d_ff, c.mlp, c.bias_of("mlp"))
+    norm = norm_params(c.d_model, c.norm, c.bias_of("norm"))
+    n_stacks = 1 + (c.architecture == "encoder-decoder")
+    n_tables = n_stacks if not c.shared_positions else 1
     n_norms_per_block = 1 if c.placement == "parallel" else 2
     block = attn + mlp + n_norms_per_block * norm
     decoder_layers = 0 if c.architecture == "encoder" else c.n_layers
     encoder_layers = {"decoder": 0, "encoder": c.n_layers, "encoder-decoder": c.n_encoder_layers}[c.architecture]
     cross = (attn + norm) * decoder_layers if c.architecture == "encoder-decoder" else 0
-    final_norms = 0 if c.placement == "post" else norm * (1 + (c.architecture == "encoder-decoder"))
+    final_norms = 0 if c.placement == "post" else norm * n_stacks
+    mlm_head = c.d_model * c.d_model + c.d_model * c.bias_of("mlp") + norm if c.mlm_head else 0
     parts = {
-        "embedding": c.vocab_size * c.d_model,
-        "positions": c.max_seq_len * c.d_model if c.positions == "learned" else
-                     32 * c.n_heads * (1 + (c.architecture == "encoder-decoder")) if c.positions == "t5" else 0,
+        "embedding": (c.vocab_size + c.n_token_types) * c.d_model + (norm * n_stacks if c.embed_norm else 0),
+        "positions": n_tables * (c.max_seq_len + c.position_offset) * c.d_model if c.positions == "learned" else
+                     32 * c.n_heads * n_stacks if c.positions == "t5" else 0,
         "blocks": block * (decoder_layers + encoder_layers),
         "cross_attention": cross,
         "final_norms": final_norms,
-        "unembedding": 0 if c.tie_weights else c.vocab_size * c.d_model,
+        "unembedding": (0 if c.tie_weights else c.vocab_size * c.d_model) + c.vocab_size * c.unembed_bias + mlm_head,
     }
     parts["total"] = sum(parts.values())
     return parts

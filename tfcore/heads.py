@@ -211,22 +211,26 @@ class MultiHeadAttention(nn.Module):
         rope_base: float | None = None,
         rope_layout: str = "interleaved",
         scale: float | None = None,
+        d_head: int | None = None,
+        out_bias: bool | None = None,
+        rope_scaling: dict | None = None,
     ) -> None:
+        """``bias`` covers W_Q, W_K, W_V, and W_O unless ``out_bias`` says otherwise; d_head None: d_model / n_heads."""
         super().__init__()
         n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
-        if d_model % n_heads:
+        if d_head is None and d_model % n_heads:
             raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
         if n_heads % n_kv_heads:
             raise ValueError(f"n_heads={n_heads} is not a multiple of n_kv_heads={n_kv_heads}")
-        self.n_heads, self.n_kv_heads, self.d_head = n_heads, n_kv_heads, d_model // n_heads
+        self.n_heads, self.n_kv_heads, self.d_head = n_heads, n_kv_heads, d_head or d_model // n_heads
         if rope_base is not None and self.d_head % 2:
             raise ValueError(f"RoPE rotates channel pairs, so d_head={self.d_head} must be even")
         self.q_proj = nn.Linear(d_model, n_heads * self.d_head, bias=bias)  # W_Q
         self.k_proj = nn.Linear(d_model, n_kv_heads * self.d_head, bias=bias)  # W_K
         self.v_proj = nn.Linear(d_model, n_kv_heads * self.d_head, bias=bias)  # W_V
-        self.out_proj = nn.Linear(n_heads * self.d_head, d_model, bias=bias)  # W_O
+        self.out_proj = nn.Linear(n_heads * self.d_head, d_model, bias=bias if out_bias is None else out_bias)  # W_O
         self.dropout = nn.Dropout(dropout)
-        self.rope_base, self.rope_layout, self.scale = rope_base, rope_layout, scale
+        self.rope_base, self.rope_layout, self.rope_scaling, self.scale = rope_base, rope_layout, rope_scaling, scale
         self.backend = "naive"
         self.capture_weights = False
         self.last_weights: Tensor | None = None
@@ -253,7 +257,7 @@ class MultiHeadAttention(nn.Module):
         k, v = self._keys_values(x if source is None else source, cache)
         if self.rope_base is not None and source is None:
             start = 0 if cache is None else cache.length - t_q  # the cache already holds x's keys
-            q = rope(q, torch.arange(start, start + t_q, device=x.device), self.rope_base, self.rope_layout)
+            q = rope(q, torch.arange(start, start + t_q, device=x.device), self.rope_base, self.rope_layout, self.rope_scaling)
         if self.capture_weights and self.backend != "naive":
             raise ValueError("capture_weights needs backend='naive' (fused kernels never form the weights)")
         out, weights = attend(q, k, v, mask, is_causal, self.scale, self.backend, self.capture_weights)
@@ -272,5 +276,6 @@ class MultiHeadAttention(nn.Module):
         v = self.v_proj(source).view(b, t_k, self.n_kv_heads, self.d_head).transpose(1, 2)
         if self.rope_base is not None and not (cache is not None and cache.static):
             start = 0 if cache is None else cache.length
-            k = rope(k, torch.arange(start, start + t_k, device=source.device), self.rope_base, self.rope_layout)
+            k = rope(k, torch.arange(start, start + t_k, device=source.device), self.rope_base, self.rope_layout,
+                     self.rope_scaling)
         return cache.append(k, v) if cache is not None else (k, v)

@@ -1,7 +1,7 @@
 """The position-wise feed-forward network (lesson 04).
 
 FFN(x)    = W_2 phi(W_1 x + b_1) + b_2,        phi in {ReLU, GELU, GELU-tanh}
-SwiGLU(x) = W_2 (SiLU(W_1 x) * W_3 x)
+SwiGLU(x) = W_2 (SiLU(W_1 x) * W_3 x)           (GEGLU: GELU in place of SiLU)
 
 Every token goes through the same MLP on its own: it mixes channels, never tokens.
 """
@@ -35,6 +35,8 @@ ACTIVATIONS = {
 }
 # The modules run PyTorch's one-kernel versions of the same functions (tests check they agree).
 FUSED_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": partial(F.gelu, approximate="tanh"), "silu": F.silu}
+# the gated MLP kinds and the activation of their gate: SwiGLU (Llama), GEGLU (T5 v1.1 / Flan: tanh GELU)
+GATED = {"swiglu": "silu", "geglu": "gelu", "geglu_tanh": "gelu_tanh"}
 
 
 def swiglu(x: Tensor, w1: Tensor, w2: Tensor, w3: Tensor) -> Tensor:
@@ -68,10 +70,16 @@ class MLP(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    """``W_2 (SiLU(W_1 x) * W_3 x)``; three matrices, so d_ff ~ 8/3 d_model keeps 8 d_model^2 weights."""
+    """``W_2 (SiLU(W_1 x) * W_3 x)``; three matrices, so d_ff ~ 8/3 d_model keeps 8 d_model^2 weights.
 
-    def __init__(self, d_model: int, d_ff: int, bias: bool = False, dropout: float = 0.0) -> None:
+    ``activation="gelu"`` or ``"gelu_tanh"`` gates with GELU instead: GEGLU.
+    """
+
+    def __init__(self, d_model: int, d_ff: int, bias: bool = False, dropout: float = 0.0, activation: str = "silu") -> None:
         super().__init__()
+        if activation not in FUSED_ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(FUSED_ACTIVATIONS)}, got {activation!r}")
+        self.activation = activation
         self.w1 = nn.Linear(d_model, d_ff, bias=bias)  # gate
         self.w3 = nn.Linear(d_model, d_ff, bias=bias)  # up
         self.w2 = nn.Linear(d_ff, d_model, bias=bias)  # down
@@ -79,11 +87,12 @@ class SwiGLU(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (..., d_model) -> (..., d_model)."""
-        return self.dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
+        return self.dropout(self.w2(FUSED_ACTIVATIONS[self.activation](self.w1(x)) * self.w3(x)))
 
 
 def make_mlp(kind: str, d_model: int, d_ff: int, bias: bool = True, dropout: float = 0.0) -> nn.Module:
-    """``"swiglu"`` -> SwiGLU; ``"relu"``, ``"gelu"``, ``"gelu_tanh"`` -> MLP with that activation."""
-    if kind == "swiglu":
-        return SwiGLU(d_model, d_ff, bias=bias, dropout=dropout)
+    """``"swiglu"``, ``"geglu"``, ``"geglu_tanh"`` -> SwiGLU gated by ``GATED[kind]``; ``"relu"``,
+    ``"gelu"``, ``"gelu_tanh"`` -> MLP with that activation."""
+    if kind in GATED:
+        return SwiGLU(d_model, d_ff, bias=bias, dropout=dropout, activation=GATED[kind])
     return MLP(d_model, d_ff, activation=kind, bias=bias, dropout=dropout)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from typing import Iterator
 
 import torch
@@ -20,17 +21,21 @@ from torch import Tensor, nn
 from tfcore.blocks import PLACEMENTS, Block
 from tfcore.heads import BACKENDS, ModelCache, MultiHeadAttention
 from tfcore.masks import combine_masks, padding_mask
+from tfcore.mlp import FUSED_ACTIVATIONS, GATED
 from tfcore.norms import make_norm
-from tfcore.positions import ROPE_LAYOUTS, LearnedPositions, T5RelativeBias, alibi_bias, sinusoidal
+from tfcore.positions import ROPE_LAYOUTS, LearnedPositions, T5RelativeBias, alibi_bias, check_rope_scaling, sinusoidal
 
 ARCHITECTURES = ("decoder", "encoder", "encoder-decoder")
 POSITIONS = ("learned", "sinusoidal", "rope", "alibi", "t5", "none")
-MLPS = ("gelu", "gelu_tanh", "relu", "swiglu")
+MLPS = ("gelu", "gelu_tanh", "relu", "swiglu", "geglu", "geglu_tanh")
 
 
 @dataclass
 class TransformerConfig:
-    """Every size and choice of the model. ``d_ff`` defaults to 4 d_model (8/3 d_model for SwiGLU)."""
+    """Every size and choice of the model. ``d_ff`` defaults to 4 d_model (8/3 d_model for gated MLPs).
+
+    The fields after ``backend`` serve real checkpoints (``tfcore.hf``); their defaults change nothing.
+    """
 
     vocab_size: int = 65
     d_model: int = 128
@@ -43,7 +48,7 @@ class TransformerConfig:
     n_encoder_layers: int | None = None  # encoder-decoder only; None: = n_layers
     norm: str = "layer"  # "layer" | "rms"
     placement: str = "pre"  # "pre" | "post" | "parallel"
-    mlp: str = "gelu"  # "gelu" | "gelu_tanh" | "relu" | "swiglu"
+    mlp: str = "gelu"  # "gelu" | "gelu_tanh" | "relu" | "swiglu" | "geglu" | "geglu_tanh"
     positions: str = "learned"  # "learned" | "sinusoidal" | "rope" | "alibi" | "t5" | "none"
     rope_base: float = 10000.0
     rope_layout: str = "interleaved"  # "interleaved" | "split_half"
@@ -52,19 +57,38 @@ class TransformerConfig:
     dropout: float = 0.0
     attention_scale: float | None = None  # None: 1/sqrt(d_head)
     backend: str = "naive"  # "naive" | "sdpa" | "tiled" | "triton"
+    norm_eps: float | None = None  # None: 1e-5 for LayerNorm, 1e-6 for RMSNorm
+    qkv_bias: bool | None = None  # biases of W_Q, W_K, W_V; this and the next three: None means = bias
+    out_bias: bool | None = None  # bias of the attention output W_O
+    mlp_bias: bool | None = None
+    norm_bias: bool | None = None  # LayerNorm's shift
+    head_dim: int | None = None  # None: d_model // n_heads
+    rope_scaling: dict | None = None  # Llama 3.1's rule: a dict with the keys positions.ROPE_SCALING_KEYS
+    embed_scale: float | None = None  # token embeddings times this; None: sqrt(d_model) for sinusoidal, else 1
+    embed_norm: bool = False  # a norm right after the embeddings, one per stack (BERT, BART)
+    n_token_types: int = 0  # segment embeddings added to the tokens (BERT: 2)
+    position_offset: int = 0  # learned positions start at this row of their table (BART: 2)
+    shared_positions: bool = True  # encoder-decoder, learned positions: one table for both stacks (BART: False)
+    mlm_head: bool = False  # dense + activation + norm before the unembedding (BERT's masked-LM head)
+    unembed_bias: bool = False  # a bias added to the logits (BERT, BART)
+    output_scale: float = 1.0  # final states times this before the unembedding (T5 v1.0: d_model^-0.5)
 
     def __post_init__(self) -> None:
         if self.n_kv_heads is None:
             self.n_kv_heads = self.n_heads
         if self.d_ff is None:
-            self.d_ff = 4 * self.d_model if self.mlp != "swiglu" else 64 * math.ceil(8 * self.d_model / 3 / 64)
+            self.d_ff = 4 * self.d_model if self.mlp not in GATED else 64 * math.ceil(8 * self.d_model / 3 / 64)
         if self.n_encoder_layers is None:
             self.n_encoder_layers = self.n_layers
         self.validate()
 
     @property
     def d_head(self) -> int:
-        return self.d_model // self.n_heads
+        return self.head_dim or self.d_model // self.n_heads
+
+    def bias_of(self, part: str) -> bool:
+        """Whether ``part`` ("qkv", "out", "mlp" or "norm") has biases: its own field, else ``bias``."""
+        return self.bias if getattr(self, f"{part}_bias") is None else getattr(self, f"{part}_bias")
 
     def validate(self) -> None:
         """Refuse a configuration that cannot work, naming the field and the reason."""
@@ -77,7 +101,7 @@ class TransformerConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.d_model % self.n_heads:
+        if self.head_dim is None and self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads} (d_head = d_model / n_heads)")
         if self.n_heads % self.n_kv_heads:
             raise ValueError(f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.n_kv_heads} (each key/value head serves a whole group)")
@@ -87,6 +111,18 @@ class TransformerConfig:
             raise ValueError(f"positions='sinusoidal' needs an even d_model, got {self.d_model}")
         if self.placement == "parallel" and self.architecture == "encoder-decoder":
             raise ValueError("placement='parallel' cannot hold cross-attention: use 'pre' or 'post' for encoder-decoder")
+        rules = [(("norm_eps", "embed_scale", "output_scale"), lambda v: v is None or type(v) in (int, float) and v > 0, "a positive number"),
+                 (("head_dim",), lambda v: v is None or type(v) is int and v > 0, "a positive integer or None"),
+                 (("n_token_types", "position_offset"), lambda v: type(v) is int and v >= 0, "a non-negative integer"),
+                 (("qkv_bias", "out_bias", "mlp_bias", "norm_bias"), lambda v: v is None or type(v) is bool, "True, False or None")]
+        for names, ok, what in rules:
+            for name in names:
+                if not ok(getattr(self, name)):
+                    raise ValueError(f"{name} must be {what}, got {getattr(self, name)!r}")
+        if self.rope_scaling is not None:
+            if self.positions != "rope":
+                raise ValueError(f"rope_scaling needs positions='rope', got positions={self.positions!r}")
+            check_rope_scaling(self.rope_scaling)
 
 
 def gpt2_config(**overrides) -> TransformerConfig:
@@ -120,24 +156,32 @@ class Transformer(nn.Module):
         super().__init__()
         config.validate()
         self.config = c = config
+        has_encoder, has_decoder = c.architecture != "decoder", c.architecture != "encoder"
+        stacks = [s for s, present in (("encoder", has_encoder), ("decoder", has_decoder)) if present]
+        norm = partial(make_norm, c.norm, c.d_model, c.bias_of("norm"), c.norm_eps)
         self.embed = nn.Embedding(c.vocab_size, c.d_model)
-        self.positions = LearnedPositions(c.max_seq_len, c.d_model) if c.positions == "learned" else None
+        # sinusoidal: tokens times sqrt(d_model), the paper's scale, so that the table (entries up to 1) does not swamp them
+        self.embed_scale = c.embed_scale or (math.sqrt(c.d_model) if c.positions == "sinusoidal" else 1.0)
+        learned, rows = c.positions == "learned", c.max_seq_len + c.position_offset
+        self.positions = LearnedPositions(rows, c.d_model) if learned else None
+        self.encoder_positions = LearnedPositions(rows, c.d_model) if learned and len(stacks) == 2 and not c.shared_positions else None
+        self.token_types = nn.Embedding(c.n_token_types, c.d_model) if c.n_token_types else None
+        self.embed_norm = nn.ModuleDict({s: norm() for s in stacks}) if c.embed_norm else None
         if c.positions == "sinusoidal":
             self.register_buffer("sin_table", sinusoidal(c.max_seq_len, c.d_model), persistent=False)
         self.drop = nn.Dropout(c.dropout)
-        has_encoder, has_decoder = c.architecture != "decoder", c.architecture != "encoder"
         self.encoder = nn.ModuleList(self._block(False) for _ in range(c.n_encoder_layers if has_decoder else c.n_layers)) \
             if has_encoder else None
         self.decoder = nn.ModuleList(self._block(c.architecture == "encoder-decoder") for _ in range(c.n_layers)) \
             if has_decoder else None
-        self.encoder_norm = make_norm(c.norm, c.d_model, c.bias) if has_encoder and c.placement != "post" else None
+        self.encoder_norm = norm() if has_encoder and c.placement != "post" else None
         # encoder-only models end with encoder_norm; only a decoder stack needs final_norm
-        self.final_norm = make_norm(c.norm, c.d_model, c.bias) if has_decoder and c.placement != "post" else None
-        stacks = {"encoder": has_encoder, "decoder": has_decoder}  # one T5 table per stack that exists
-        self.t5_bias = nn.ModuleDict({s: T5RelativeBias(c.n_heads, bidirectional=s == "encoder")
-                                      for s, present in stacks.items() if present}) \
-            if c.positions == "t5" else None
-        self.unembed = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        self.final_norm = norm() if has_decoder and c.placement != "post" else None
+        self.t5_bias = nn.ModuleDict({s: T5RelativeBias(c.n_heads, bidirectional=s == "encoder") for s in stacks}) \
+            if c.positions == "t5" else None  # one table per stack
+        self.mlm_dense = nn.Linear(c.d_model, c.d_model, bias=c.bias_of("mlp")) if c.mlm_head else None
+        self.mlm_norm = norm() if c.mlm_head else None
+        self.unembed = nn.Linear(c.d_model, c.vocab_size, bias=c.unembed_bias)
         if c.tie_weights:
             self.unembed.weight = self.embed.weight  # W_out = W_emb^T: saves vocab_size * d_model parameters
         self.apply(self._init_weights)
@@ -149,7 +193,9 @@ class Transformer(nn.Module):
     def _block(self, cross_attention: bool) -> Block:
         c = self.config
         return Block(c.d_model, c.n_heads, c.d_ff, c.n_kv_heads, c.norm, c.placement, c.mlp, c.bias, c.dropout,
-                     c.rope_base if c.positions == "rope" else None, c.rope_layout, cross_attention, c.attention_scale)
+                     c.rope_base if c.positions == "rope" else None, c.rope_layout, cross_attention, c.attention_scale,
+                     d_head=c.head_dim, norm_eps=c.norm_eps, rope_scaling=c.rope_scaling, qkv_bias=c.qkv_bias,
+                     out_bias=c.out_bias, mlp_bias=c.mlp_bias, norm_bias=c.norm_bias)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -170,8 +216,12 @@ class Transformer(nn.Module):
         """Every attention module by name, e.g. ``"decoder.0.attn"``, ``"decoder.0.cross_attn"``."""
         return {name: m for name, m in self.named_modules() if isinstance(m, MultiHeadAttention)}
 
-    def embed_tokens(self, tokens: Tensor, start: int = 0, check_ids: bool = True) -> Tensor:
+    def embed_tokens(self, tokens: Tensor, start: int = 0, check_ids: bool = True, stack: str | None = None,
+                     token_types: Tensor | None = None) -> Tensor:
         """tokens (B, T) at positions start .. start + T - 1 -> the residual stream's first state (B, T, d_model).
+
+        stack: "encoder" or "decoder" (None: the decoder if there is one), for the tables and norms
+        each stack has of its own. token_types: (B, T) segment ids (all 0 when None).
 
         check_ids=False skips the range check of the ids, for ids known to be valid (``generate``
         feeds back the ids it sampled): the check reads two numbers back from the device, which
@@ -189,11 +239,21 @@ class Transformer(nn.Module):
         # embedding lookup there (an index error on the CPU, an assert on CUDA)
         if check_ids and not torch.compiler.is_compiling():
             self.check_token_ids(tokens)
-        x = self.embed(tokens)
-        if self.positions is not None:  # rows start .. start + t - 1 of the table (in range: checked above)
-            x = x + self.positions.table.weight[start:start + t]
+        if token_types is not None and (self.token_types is None or token_types.shape != tokens.shape):
+            raise ValueError(f"token_types must be (B, T) = {tuple(tokens.shape)} and n_token_types > 0, "
+                             f"got {tuple(token_types.shape)} and n_token_types={self.config.n_token_types}")
+        x = self.embed(tokens) if self.embed_scale == 1.0 else self.embed(tokens) * self.embed_scale
+        stack = stack or ("decoder" if self.decoder is not None else "encoder")
+        table = self.encoder_positions if stack == "encoder" and self.encoder_positions is not None else self.positions
+        if table is not None:  # rows start .. start + t - 1 after the offset (in range: checked above)
+            first = start + self.config.position_offset
+            x = x + table.table.weight[first:first + t]
         if self.config.positions == "sinusoidal":
             x = x + self.sin_table[start:start + t]
+        if self.token_types is not None:
+            x = x + (self.token_types.weight[0] if token_types is None else self.token_types(token_types))
+        if self.embed_norm is not None:
+            x = self.embed_norm[stack](x)
         return self.drop(x)
 
     def check_token_ids(self, tokens: Tensor) -> None:
@@ -211,11 +271,11 @@ class Transformer(nn.Module):
             return self.t5_bias[stack](t_q, t_k).unsqueeze(0)
         return None
 
-    def encode(self, source: Tensor, source_lengths: Tensor | None = None) -> Tensor:
+    def encode(self, source: Tensor, source_lengths: Tensor | None = None, token_types: Tensor | None = None) -> Tensor:
         """Encoder stack: source tokens (B, T_src) -> states (B, T_src, d_model), every position sees every other."""
         if self.encoder is None:
             raise ValueError("this model has no encoder (architecture='decoder')")
-        x = self.embed_tokens(source)
+        x = self.embed_tokens(source, stack="encoder", token_types=token_types)
         mask = _with_bias(padding_mask(source_lengths, source.shape[1]) if source_lengths is not None else None,
                           self._position_bias("encoder", source.shape[1], source.shape[1]))
         for block in self.encoder:
@@ -232,6 +292,7 @@ class Transformer(nn.Module):
         cache: ModelCache | None = None,
         memory: Tensor | None = None,
         check_ids: bool = True,
+        token_types: Tensor | None = None,
     ) -> Tensor:
         """tokens: (B, T) ids -> logits (B, T, vocab_size).
 
@@ -240,19 +301,19 @@ class Transformer(nn.Module):
         as ``memory``). mask: an extra bool mask broadcastable to (B, h, T, T_k), ANDed with the
         model's own: in a decoder it can only hide more than the causal mask (e.g. a block-diagonal
         mask for packed sequences); a prefix-LM is an encoder given ``prefix_lm_mask``.
-        cache: a ``ModelCache`` for decoding. check_ids: see ``embed_tokens``.
+        cache: a ``ModelCache`` for decoding. check_ids, token_types: see ``embed_tokens``.
         """
         if self.decoder is None:  # encoder-only: bidirectional stack, then the unembedding
             if cache is not None:
                 raise ValueError("an encoder-only model has no KV cache: it sees the whole sequence at once")
-            x = self.encode(tokens, lengths) if mask is None else self._masked_encoder(tokens, lengths, mask)
-            return self.unembed(x)
+            x = self.encode(tokens, lengths, token_types) if mask is None else self._masked_encoder(tokens, lengths, mask, token_types)
+            return self._logits(x)
         if self.encoder is not None and memory is None:
             if source is None:
                 raise ValueError("an encoder-decoder model needs source=(B, T_src) token ids (or memory=encoder output)")
             memory = self.encode(source, source_lengths)
         start = 0 if cache is None else cache.length
-        x = self.embed_tokens(tokens, start, check_ids)
+        x = self.embed_tokens(tokens, start, check_ids, token_types=token_types)
         t = tokens.shape[1]
         self_mask = combine_masks(mask, padding_mask(lengths, start + t) if lengths is not None else None)
         self_mask = _with_bias(self_mask, self._position_bias("decoder", t, start + t))
@@ -261,10 +322,18 @@ class Transformer(nn.Module):
             x = block(x, mask=self_mask, is_causal=True, source=memory, source_mask=source_mask,
                       cache=cache.self_attn[n] if cache else None, cross_cache=cache.cross_attn[n] if cache else None)
         x = self.final_norm(x) if self.final_norm is not None else x
+        return self._logits(x)
+
+    def _logits(self, x: Tensor) -> Tensor:
+        """Final states (B, T, d_model) -> logits (B, T, vocab_size): output_scale, MLM head, unembedding."""
+        if self.config.output_scale != 1.0:
+            x = x * self.config.output_scale
+        if self.mlm_dense is not None:
+            x = self.mlm_norm(FUSED_ACTIVATIONS[GATED.get(self.config.mlp, self.config.mlp)](self.mlm_dense(x)))
         return self.unembed(x)
 
-    def _masked_encoder(self, tokens: Tensor, lengths: Tensor | None, mask: Tensor) -> Tensor:
-        x = self.embed_tokens(tokens)
+    def _masked_encoder(self, tokens: Tensor, lengths: Tensor | None, mask: Tensor, token_types: Tensor | None) -> Tensor:
+        x = self.embed_tokens(tokens, stack="encoder", token_types=token_types)
         t = tokens.shape[1]
         full = _with_bias(combine_masks(mask, padding_mask(lengths, t) if lengths is not None else None),
                           self._position_bias("encoder", t, t))

@@ -75,10 +75,13 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
 
 
-def make_norm(kind: str, d_model: int, bias: bool = True) -> nn.Module:
-    """``"layer"`` -> LayerNorm, ``"rms"`` -> RMSNorm."""
+DEFAULT_EPS = {"layer": 1e-5, "rms": 1e-6}
+
+
+def make_norm(kind: str, d_model: int, bias: bool = True, eps: float | None = None) -> nn.Module:
+    """``"layer"`` -> LayerNorm, ``"rms"`` -> RMSNorm (no bias); eps None: ``DEFAULT_EPS[kind]``."""
     if kind == "layer":
-        return LayerNorm(d_model, bias=bias)
+        return LayerNorm(d_model, DEFAULT_EPS[kind] if eps is None else eps, bias)
     if kind == "rms":
-        return RMSNorm(d_model)
+        return RMSNorm(d_model, DEFAULT_EPS[kind] if eps is None else eps)
     raise ValueError(f"norm must be 'layer' or 'rms', got {kind!r}")

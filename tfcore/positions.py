@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from tfcore._checks import require_float, require_min_ndim, require_positive_int, require_same_size
 
 ROPE_LAYOUTS = ("interleaved", "split_half")
+ROPE_SCALING_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
 
 
 def sinusoidal(t: int, d: int, base: float = 10000.0) -> Tensor:
@@ -51,22 +52,53 @@ class LearnedPositions(nn.Module):
         return self.table(positions)
 
 
-def rope_angles(positions: Tensor, d: int, base: float = 10000.0) -> Tensor:
+def rope_angles(positions: Tensor, d: int, base: float = 10000.0, scaling: dict | None = None) -> Tensor:
     """Angles ``pos * base^(-2i/d)`` for each position and pair: (T,) -> (T, d/2), float64.
 
     Kept in float64 (cast after cos/sin): float32 angles of large positions are off by ~1e-6 rad.
+    scaling: Llama 3.1's rule (``llama3_frequencies``), a dict with the keys ``ROPE_SCALING_KEYS``.
     """
     if d % 2:
         raise ValueError(f"RoPE needs an even d_head, got d_head={d}")
     inv_freq = base ** (-torch.arange(0, d, 2, dtype=torch.float64, device=positions.device) / d)
+    if scaling is not None:
+        inv_freq = llama3_frequencies(inv_freq, **scaling)
     return positions.to(torch.float64).unsqueeze(-1) * inv_freq
 
 
-def rope(x: Tensor, positions: Tensor, base: float = 10000.0, layout: str = "interleaved") -> Tensor:
+def llama3_frequencies(inv_freq: Tensor, factor: float, low_freq_factor: float, high_freq_factor: float,
+                       original_max_position_embeddings: int) -> Tensor:
+    """Llama 3.1's RoPE scaling of the frequencies (d/2,), for contexts ``factor`` times the trained one.
+
+    With L = original_max_position_embeddings: pairs whose wavelength 2 pi / f is below
+    L / high_freq_factor keep f; above L / low_freq_factor they turn ``factor`` times slower;
+    in between, f is blended linearly in L / wavelength between the two.
+    """
+    wavelength = 2 * math.pi / inv_freq
+    blend = (original_max_position_embeddings / wavelength - low_freq_factor) / (high_freq_factor - low_freq_factor)
+    blended = (1 - blend) * inv_freq / factor + blend * inv_freq
+    slow = wavelength > original_max_position_embeddings / low_freq_factor
+    fast = wavelength < original_max_position_embeddings / high_freq_factor
+    return torch.where(slow, inv_freq / factor, torch.where(fast, inv_freq, blended))
+
+
+def check_rope_scaling(scaling: dict) -> None:
+    """Refuse a ``scaling`` dict that ``llama3_frequencies`` cannot use, naming the reason."""
+    if not isinstance(scaling, dict) or set(scaling) != set(ROPE_SCALING_KEYS):
+        raise ValueError(f"rope_scaling must be a dict with the keys {ROPE_SCALING_KEYS}, got {scaling!r}")
+    if not (scaling["factor"] > 0 and 0 < scaling["low_freq_factor"] < scaling["high_freq_factor"]
+            and scaling["original_max_position_embeddings"] > 0):
+        raise ValueError("rope_scaling needs factor > 0, 0 < low_freq_factor < high_freq_factor and "
+                         f"original_max_position_embeddings > 0, got {scaling}")
+
+
+def rope(x: Tensor, positions: Tensor, base: float = 10000.0, layout: str = "interleaved",
+         scaling: dict | None = None) -> Tensor:
     """Rotary position embedding. x: (..., T, d); positions: (T,). Returns (..., T, d).
 
     ``layout="interleaved"`` rotates the pairs (x[2i], x[2i+1]); ``"split_half"`` rotates
-    (x[i], x[i + d/2]) (the ``rotate_half`` layout). Pair i turns by ``pos * base^(-2i/d)``.
+    (x[i], x[i + d/2]) (the ``rotate_half`` layout). Pair i turns by ``pos * base^(-2i/d)``
+    (frequencies rescaled by ``scaling``, see ``rope_angles``).
     """
     require_min_ndim("x", x, 2, "(..., T, d)")
     require_float("x", x)
@@ -76,7 +108,7 @@ def rope(x: Tensor, positions: Tensor, base: float = 10000.0, layout: str = "int
     require_same_size("positions", positions.shape[0], "x", x.shape[-2], "T")
     if layout not in ROPE_LAYOUTS:
         raise ValueError(f"layout must be one of {ROPE_LAYOUTS}, got {layout!r}")
-    angles = rope_angles(positions, x.shape[-1], base)  # (T, d/2)
+    angles = rope_angles(positions, x.shape[-1], base, scaling)  # (T, d/2)
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
     if layout == "interleaved":
         a, b = x[..., 0::2], x[..., 1::2]
