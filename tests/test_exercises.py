@@ -90,6 +90,15 @@ def test_details_blocks_are_left_out_of_the_visible_text():
                                     '    raise NotImplementedError("hint")']
 
 
+def test_hint_blocks_survive_generation_verbatim():
+    task = ("## Exercise\n\nDo it.\n\n<details><summary>Hint 1: the idea</summary>\n\nThink $x^2$.\n\n</details>\n\n"
+            "<details><summary>Hint 3: nearly the code</summary>\n\n```python\nreturn x * x\n```\n\n</details>")
+    sol = solution_notebook()
+    sol.cells.insert(1, new_markdown_cell(task))
+    nb = ex.make_exercise(sol, "solutions/01_attention.ipynb")
+    assert nb.cells[1].source == task
+
+
 def _leak_case(solution_code: str, task: str, stub_hint: str = "replace this line", given: str = "x = 1"):
     """A one-exercise solution notebook and its exercise notebook."""
     body = "\n".join(f"    {line}" for line in solution_code.split("\n"))
