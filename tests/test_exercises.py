@@ -104,7 +104,8 @@ def _leak_case(solution_code: str, task: str, stub_hint: str = "replace this lin
     body = "\n".join(f"    {line}" for line in solution_code.split("\n"))
     sol = new_notebook(cells=[
         new_markdown_cell(task),
-        new_code_cell(f"def f(q, k, v, n_heads):\n    # BEGIN SOLUTION\n    # HINT: {stub_hint}\n{body}\n    # END SOLUTION"),
+        new_code_cell(f"def f(q, k, v, n_heads):\n    # BEGIN SOLUTION\n    # HINT: {stub_hint}\n{body}\n"
+                      "    # END SOLUTION"),
         new_code_cell(given),
     ])
     return sol, ex.make_exercise(sol, "solutions/01_attention.ipynb")
@@ -174,8 +175,8 @@ HINT_BLOCK = re.compile(r"<details><summary>Hint (\d): ([^<]*)</summary>\n\n(?:.
 
 def solution_notebook() -> nbformat.NotebookNode:
     code = new_code_cell(
-        "def f(x):\n    # BEGIN SOLUTION\n    # HINT: double it\n    return x * 2 + torch.zeros_like(x)  # the secret answer\n"
-        "    # END SOLUTION",
+        "def f(x):\n    # BEGIN SOLUTION\n    # HINT: double it\n"
+        "    return x * 2 + torch.zeros_like(x)  # the secret answer\n    # END SOLUTION",
         execution_count=3, outputs=[new_output("stream", name="stdout", text="hi\n")],
         metadata={"tags": ["nbval-ignore-output"], "scrolled": True, "execution": {"iopub.status.busy": "x"}},
     )

@@ -154,7 +154,7 @@ _DETAILS_CLOSE = re.compile(r"</details\s*>", re.IGNORECASE)
 
 
 def without_details(markdown: str) -> str:
-    """The markdown with every ``<details>`` ... ``</details>`` block (nested ones too) removed: what shows collapsed."""
+    """The markdown without its ``<details>`` ... ``</details>`` blocks (nested ones too): what shows collapsed."""
     out, depth, pos = [], 0, 0
     tags = sorted([(m.start(), m.end(), +1) for m in _DETAILS_OPEN.finditer(markdown)]
                   + [(m.start(), m.end(), -1) for m in _DETAILS_CLOSE.finditer(markdown)])
@@ -192,7 +192,7 @@ def _without_comment(line: str) -> str:
 
 
 def _normalise(text: str) -> str:
-    """No whitespace, backticks, ``return`` or module prefixes (torch., np., math., F.): code and prose compare alike."""
+    """No whitespace, backticks, ``return`` or prefixes ``torch.``, ``np.``, ``math.``, ``F.``: code and prose alike."""
     return re.sub(r"\s+", "", _RETURN.sub("", _MODULE_PREFIX.sub("", text.replace("`", ""))))
 
 
@@ -255,7 +255,7 @@ def leaked_lines(solution_nb: nbformat.NotebookNode, exercise_nb: nbformat.Noteb
 
 
 def leak_scores(solution_nb: nbformat.NotebookNode, exercise_nb: nbformat.NotebookNode) -> list[tuple[float, str, str]]:
-    """(best coverage, solution line, the visible line that reaches it) for every countable solution line, best first."""
+    """(best coverage, solution line, the visible line reaching it) for every countable solution line, best first."""
     given = {_normalise(_without_comment(line))
              for cell in solution_nb.cells if cell.cell_type == "code"
              for line in strip_code(cell.source, "").split("\n") if line.strip()}
