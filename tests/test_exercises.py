@@ -204,7 +204,7 @@ def test_the_exercise_notebook_is_clean_and_marked():
     assert "widgets" not in nb.metadata
     assert nb.metadata.kernelspec.name == "python3"
     meta = nb.metadata.tfcore
-    assert meta.role == "exercises"  # how the grader tells exercise notebooks from lessons
+    assert meta.role == "exercise"  # how the grader tells exercise notebooks from lessons and solutions
     assert meta.lesson == "01_attention" and meta.generated_from == "solutions/01_attention.ipynb"
     assert meta.source_sha256 == ex.solution_hash(sol) and meta.content_sha256 == ex.cells_hash(nb)
     assert ex.leaked_lines(sol, nb) == []

@@ -23,8 +23,8 @@ line, stub messages included) must not give the answer away: ``leaked_lines`` li
 solution lines it reproduces (see its docstring for the rule).
 
 The exercise notebook has no outputs, execution counts or widget state, the kernelspec
-``python3``, and in ``metadata.tfcore`` its role (``"exercises"``), the lesson, the source notebook, a hash of the
-solution's cells (sources, not outputs: re-executing a solution does not make its exercise
+``python3``, and in ``metadata.tfcore`` its role (``"exercise"``, how the grader tells it from a
+lesson or a solution), the lesson, the source notebook, a hash of the solution's cells (sources, not outputs: re-executing a solution does not make its exercise
 stale) and a hash of the generated cells. If an existing exercise notebook's cells no longer
 match that hash (a learner edited it), regeneration refuses unless ``--force``.
 
@@ -322,7 +322,7 @@ def make_exercise(solution: nbformat.NotebookNode, source_name: str) -> nbformat
         "kernelspec": dict(KERNELSPEC),
         "language_info": {"name": "python"},
         "tfcore": {
-            "role": "exercises",
+            "role": "exercise",
             "lesson": lesson,
             "generated_from": Path(source_name).as_posix(),
             "source_sha256": solution_hash(solution),
