@@ -25,8 +25,9 @@ solution lines it reproduces (see its docstring for the rule).
 The exercise notebook has no outputs, execution counts or widget state, the kernelspec
 ``python3``, and in ``metadata.tfcore`` its role (``"exercise"``, how the grader tells it from a
 lesson or a solution), the lesson, the source notebook, a hash of the solution's cells
-(sources, not outputs: re-executing a solution does not make its exercise stale) and a hash of the generated cells. If an existing exercise notebook's cells no longer
-match that hash (a learner edited it), regeneration refuses unless ``--force``.
+(sources, not outputs: re-executing a solution does not make its exercise stale) and a hash
+of the generated cells. If an existing exercise notebook's cells no longer match that hash (a
+learner edited it), regeneration refuses unless ``--force``.
 
     python -m tfcore exercises            regenerate every exercises/NN_name.ipynb
     python -m tfcore exercises --check    exit 1 listing notebooks that are out of date
