@@ -5,6 +5,7 @@ to date, no solution text leaks into it, and both notebooks make the same check 
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -75,13 +76,107 @@ def test_markdown_answers_are_dropped():
         ex.strip_markdown("<!-- END SOLUTION -->", "x")
 
 
+# ----------------------------------------------------------------------------- hints and leaks
+
+
+def test_details_blocks_are_left_out_of_the_visible_text():
+    md = ("Task: compute it.\n\n<details><summary>Hint 1: the idea</summary>\n\nsecret idea\n\n</details>\n"
+          "between\n<DETAILS open><summary>x</summary>\n<details><summary>inner</summary>\nnested secret\n"
+          "</details>\nouter secret\n</Details >\nafter")
+    assert ex.without_details(md) == "Task: compute it.\n\n\nbetween\n\nafter"
+    assert ex.without_details("<details>never closed\nsecret") == ""  # an unclosed block hides the rest
+    nb = new_notebook(cells=[new_markdown_cell(md), new_code_cell('def f(x):\n    raise NotImplementedError("hint")')])
+    assert ex.visible_lines(nb) == ["Task: compute it.", "between", "after", "def f(x):",
+                                    '    raise NotImplementedError("hint")']
+
+
+def test_hint_blocks_survive_generation_verbatim():
+    task = ("## Exercise\n\nDo it.\n\n<details><summary>Hint 1: the idea</summary>\n\nThink $x^2$.\n\n</details>\n\n"
+            "<details><summary>Hint 3: nearly the code</summary>\n\n```python\nreturn x * x\n```\n\n</details>")
+    sol = solution_notebook()
+    sol.cells.insert(1, new_markdown_cell(task))
+    nb = ex.make_exercise(sol, "solutions/01_attention.ipynb")
+    assert nb.cells[1].source == task
+
+
+def _leak_case(solution_code: str, task: str, stub_hint: str = "replace this line", given: str = "x = 1"):
+    """A one-exercise solution notebook and its exercise notebook."""
+    body = "\n".join(f"    {line}" for line in solution_code.split("\n"))
+    sol = new_notebook(cells=[
+        new_markdown_cell(task),
+        new_code_cell(f"def f(q, k, v, n_heads):\n    # BEGIN SOLUTION\n    # HINT: {stub_hint}\n{body}\n"
+                      "    # END SOLUTION"),
+        new_code_cell(given),
+    ])
+    return sol, ex.make_exercise(sol, "solutions/01_attention.ipynb")
+
+
+SCORES = "scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])"
+
+
+@pytest.mark.parametrize("where, leaks", [
+    ("stub", True),  # the NotImplementedError message is visible
+    ("task", True),
+    ("comment", True),  # a comment in a given code cell is visible too
+    ("hint", False),  # inside <details>: only for those who open it
+])
+def test_a_solution_line_leaks_wherever_it_is_visible_except_in_a_hint(where, leaks):
+    shown = "scores = q @ k.transpose(-2,-1) / sqrt(q.shape[-1])"  # spaces and the module prefix differ
+    task = {"task": f"Compute `{shown}`.", "hint": f"Task.\n\n<details><summary>Hint 3: nearly the code</summary>"
+            f"\n\n`{shown}`\n\n</details>"}.get(where, "Task.")
+    sol, nb = _leak_case(f"{SCORES}\nreturn scores.softmax(-1) @ v", task,
+                         stub_hint=shown if where == "stub" else "return the attention output",
+                         given=f"# {shown}" if where == "comment" else "x = 1")
+    assert ex.leaked_lines(sol, nb) == ([SCORES] if leaks else [])
+
+
+def test_near_copies_leak_and_what_a_contract_shares_with_the_answer_does_not():
+    sol, nb = _leak_case(SCORES, "Task.", stub_hint="scores = q @ k.transpose(-2, -1) / sqrt(d); then the softmax")
+    assert ex.leaked_lines(sol, nb) == [SCORES]  # 33 of its 45 characters, in order: 0.73
+    contract = ("Write `f(q, k, v, n_heads)`: `q` is `(B, h, T, d)`; return softmax(q k^T / sqrt(d)) v, with "
+                "`d = q.shape[-1]`.")
+    sol, nb = _leak_case(SCORES, contract)
+    score, line, _ = ex.leak_scores(sol, nb)[0]
+    assert line == SCORES and score < ex.LEAK_COVERAGE
+
+
+def test_trivial_and_given_lines_do_not_count():
+    for line in ("return out", "b, t, d = q.shape", "else:", "})", "d_head = d // n_heads", "model(tokens)",
+                 "with torch.no_grad():", "# the answer is below"):
+        assert ex.is_trivial(line), line
+    for line in (SCORES, "x = x + attn(ln1(x))", "mean = sum(x) / d", 'answers["a"] = "full"'):
+        assert not ex.is_trivial(line), line
+    sol, nb = _leak_case("total = n_heads * q.shape[-1] * 2", "Task.", given="total = n_heads * q.shape[-1] * 2")
+    assert ex.leaked_lines(sol, nb) == []  # the notebook shows it outside the answer anyway
+
+
+def test_hint_blocks_have_the_shared_format():
+    """``<details><summary>Hint N: ...</summary>``, N = 1, 2, 3 in order, blank lines inside (the markdown renders)."""
+    for solution in SOLUTIONS:
+        nb = nbformat.read(str(solution), as_version=4)
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "markdown" or "<details" not in cell.source:
+                continue
+            where = f"{solution.name}, cell {index}"
+            blocks = HINT_BLOCK.findall(cell.source)
+            assert len(blocks) == cell.source.count("<details"), f"{where}: a hint block not in the shared format"
+            numbers = [int(n) for n, _ in blocks]
+            assert numbers == list(range(1, len(numbers) + 1)), f"{where}: hints numbered {numbers}"
+            for n, summary in blocks:
+                assert summary == HINT_SUMMARIES[int(n)], f"{where}: hint {n} is titled {summary!r}"
+
+
+HINT_SUMMARIES = {1: "the idea", 2: "the formula and the shapes, worked through", 3: "nearly the code"}
+HINT_BLOCK = re.compile(r"<details><summary>Hint (\d): ([^<]*)</summary>\n\n(?:.|\n)*?\S\n\n</details>")
+
+
 # ----------------------------------------------------------------------------- whole notebooks
 
 
 def solution_notebook() -> nbformat.NotebookNode:
     code = new_code_cell(
-        "def f(x):\n    # BEGIN SOLUTION\n    # HINT: double it\n    return x * 2 + 0  # the secret answer\n"
-        "    # END SOLUTION",
+        "def f(x):\n    # BEGIN SOLUTION\n    # HINT: double it\n"
+        "    return x * 2 + torch.zeros_like(x)  # the secret answer\n    # END SOLUTION",
         execution_count=3, outputs=[new_output("stream", name="stdout", text="hi\n")],
         metadata={"tags": ["nbval-ignore-output"], "scrolled": True, "execution": {"iopub.status.busy": "x"}},
     )
@@ -109,6 +204,7 @@ def test_the_exercise_notebook_is_clean_and_marked():
     assert "widgets" not in nb.metadata
     assert nb.metadata.kernelspec.name == "python3"
     meta = nb.metadata.tfcore
+    assert meta.role == "exercise"  # how the grader tells exercise notebooks from lessons and solutions
     assert meta.lesson == "01_attention" and meta.generated_from == "solutions/01_attention.ipynb"
     assert meta.source_sha256 == ex.solution_hash(sol) and meta.content_sha256 == ex.cells_hash(nb)
     assert ex.leaked_lines(sol, nb) == []
@@ -127,8 +223,9 @@ def test_output_is_deterministic_and_ignores_solution_outputs():
             a.execution_count, a.outputs = 99, []
     assert ex.render(ex.make_exercise(rerun, "solutions/01_attention.ipynb")) == text
     leaky = solution_notebook()
-    leaky.cells[2].source += "\n# return x * 2 + 0  # the secret answer"
-    assert ex.leaked_lines(sol, ex.make_exercise(leaky, "s/01.ipynb")) == ["return x * 2 + 0  # the secret answer"]
+    leaky.cells[2].source += "\n# return x*2 + zeros_like(x)"
+    assert ex.leaked_lines(sol, ex.make_exercise(leaky, "s/01.ipynb")) == [
+        "return x * 2 + torch.zeros_like(x)  # the secret answer"]
 
 
 @pytest.fixture
@@ -225,11 +322,39 @@ def test_exercises_are_up_to_date_and_leak_nothing(solution):
     assert outcome.status == "up to date", f"{exercise}: {outcome.message}: run `python -m tfcore exercises`"
     sol = nbformat.read(str(solution), as_version=4)
     nb = nbformat.read(str(exercise), as_version=4)
-    assert ex.leaked_lines(sol, nb) == []
     assert ex.solution_lines(sol), f"{solution.name} has no solution block"
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.name)
+def test_no_exercise_shows_a_line_of_its_solution(solution):
+    """What a learner sees without opening a hint must not contain a line of the solution.
+
+    Visible: markdown outside ``<details>`` blocks and every code line of the exercise notebook
+    (stub messages and docstrings included). A solution line counts as shown when one visible line
+    repeats at least ``LEAK_COVERAGE`` = 0.65 of its characters, in order, in runs of at least 3
+    tokens, after normalising both (no whitespace, backticks, ``return`` or ``torch.``/``np.``/
+    ``math.``/``F.`` prefixes; comments dropped from the solution); the text inside string literals
+    does not count (the keys a task prescribes are not its answer). Trivial lines (under 7 tokens:
+    ``d = len(x)``, ``model(tokens)``; names only: ``return out``, ``b, t, d = x.shape``, a bracket)
+    and lines the notebook shows verbatim in its given code are not counted.
+
+    Why these numbers: before the hints moved into ``<details>``, the stubs and docstrings that
+    gave an answer away scored 0.65 to 1.00 (``scores = Q @ K.T / sqrt(d_k)`` for
+    ``... / np.sqrt(d_k)``: 1.00; the whole ``2 * n_layers * ...`` product of kv_cache_bytes: 0.98;
+    ``x = x + attn(ln1(x))``: 1.00; ``scores = q @ k.transpose(-2, -1) / sqrt(d)``: 0.73), while
+    what the rewritten statements share with their answers (a formula in words, a signature,
+    shapes) reaches at most 0.56. A run of one or two tokens is a shared name or bracket, not
+    copied code. On failure the message lists (score, solution line, visible line).
+    """
+    sol = nbformat.read(str(solution), as_version=4)
+    nb = nbformat.read(str(ROOT / "exercises" / solution.name), as_version=4)
+    shown = [(round(score, 2), line, where) for score, line, where in ex.leak_scores(sol, nb)
+             if score >= ex.LEAK_COVERAGE]
+    assert not shown, (f"exercises/{solution.name} shows solution lines outside its hint blocks "
+                       "(score, solution line, visible line): " + "; ".join(map(str, shown)))
 
 
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.name)

@@ -11,6 +11,7 @@ import torch
 from test_grading import Entry, case_params, run_case
 
 from tfcore.losses import lm_loss
+from tfcore.diagnostics import leakage_test
 from tfcore.model import capture_attention
 
 
@@ -106,7 +107,58 @@ def residual_norms_leaving_hooks(model, tokens):
 
 # ----------------------------------------------------------------------------- diagnostics.find_bug
 
-FIND_BUG = {"X": "missing scale", "Y": "mask direction", "Z": "softmax axis"}
+
+def _symptoms(model):
+    """(leaking (earlier output, later token) pairs, max |row sum - 1| of the captured attention)."""
+    tokens = torch.randint(0, model.config.vocab_size, (2, 10), generator=torch.Generator().manual_seed(0))
+    leaks = sum(len(v) for v in leakage_test(model, tokens, model.config.vocab_size).values())
+    with torch.no_grad(), capture_attention(model) as weights:
+        model(tokens)
+    return leaks, max(float((w.sum(-1) - 1).abs().max()) for w in weights.values())
+
+
+def find_bug(model):
+    leaks, row_error = _symptoms(model)
+    if row_error > 1e-3:
+        return "softmax axis"
+    return "mask direction" if leaks else "missing scale"
+
+
+def find_bug_by_influence(model):
+    """Only model(tokens) calls: which tokens move which outputs (no captured weights)."""
+    v = model.config.vocab_size
+    tokens = torch.randint(0, v, (1, 8), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        base = model(tokens)
+        moved = torch.zeros(8, 8, dtype=torch.bool)  # moved[i, j]: output i moves when token j changes
+        for j in range(8):
+            changed = tokens.clone()
+            changed[0, j] = (changed[0, j] + 1) % v
+            moved[:, j] = (model(changed) - base).abs().amax(dim=(0, 2)) > 1e-6
+    if not moved.triu(1).any():
+        return "Missing_Scale"  # causal: the bug does not touch the mask
+    return "wrong softmax axis" if moved.tril(-1).any() else "transposed mask"
+
+
+def find_bug_leaks_only(model):
+    leaks, _ = _symptoms(model)
+    return "mask direction" if leaks else "missing scale"
+
+
+def find_bug_rows_only(model):
+    _, row_error = _symptoms(model)
+    return "softmax axis" if row_error > 1e-3 else "missing scale"
+
+
+def find_bug_swapped(model):
+    leaks, row_error = _symptoms(model)
+    if not leaks:
+        return "missing scale"
+    return "mask direction" if row_error > 1e-3 else "softmax axis"
+
+
+def find_bug_guess(model, _rng=__import__("random").Random(0)):
+    return _rng.choice(["mask direction", "softmax axis", "missing scale"])
 
 
 # ----------------------------------------------------------------------------- diagnostics.checklist
@@ -219,16 +271,16 @@ CASES.update({
         },
     ),
     "diagnostics.find_bug": Entry(
-        solution=FIND_BUG,
-        styles={"aliases": {"x": "Missing_Scale", "y": "wrong mask direction", "z": "softmax over the wrong axis"},
-                "function": lambda: dict(FIND_BUG)},
+        solution=find_bug,
+        styles={"influence_and_aliases": find_bug_by_influence},
         wrong={
-            "swapped": ({"X": "missing scale", "Y": "softmax axis", "Z": "mask direction"}, "1 of 3 right"),
-            "rotated": ({"X": "mask direction", "Y": "softmax axis", "Z": "missing scale"}, "0 of 3 right"),
-            "twice": ({"X": "missing scale", "Y": "mask direction", "Z": "mask direction"}, "exactly one model"),
-            "unknown": ({"X": "missing scale", "Y": "a typo", "Z": "softmax axis"}, "is not one of the bug names"),
-            "missing": ({"X": "missing scale", "Y": "mask direction"}, "no bug named for model(s) ['Z']"),
-            "old_names": ({"A": "softmax axis", "B": "missing scale", "C": "mask direction"}, "no bug named"),
+            "constant": (lambda model: "missing scale", "named 'missing scale' for all 6 models"),
+            "guess": (find_bug_guess, "of 6 right"),
+            "leaks_only": (find_bug_leaks_only, "has the 'softmax axis' bug, not 'mask direction': both bugs make"),
+            "rows_only": (find_bug_rows_only, "has the 'mask direction' bug, not 'missing scale'"),
+            "swapped": (find_bug_swapped, "rows do sum to 1 over the keys, yet it leaks"),
+            "not_a_name": (lambda model: "the mask is wrong", "not one of the bug names"),
+            "old_dict": (lambda model: {"X": "missing scale"}, "return one of the strings"),
         },
     ),
     "diagnostics.checklist": Entry(

@@ -23,6 +23,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import torch
 from torch import Tensor, nn
 
+from tfcore.heads import MultiHeadAttention
+
 
 def bounded(error: float | Tensor, tol: float = 1e-6, digits: int = 1) -> str:
     """``"< tol"`` when ``error < tol``, else ``"= error"``: how to print a rounding-level error.
@@ -775,3 +777,92 @@ def debugging_checklist(
     items.append(CheckItem("residual norms", status, summary, {"ratios": ratios}))
 
     return ChecklistReport(_describe_model(model), items)
+
+
+# ----------------------------------------------------------------------------- broken models (lesson 10's exercise)
+
+ATTENTION_BUGS = ("mask direction", "softmax axis", "missing scale")
+
+
+class BrokenAttention(MultiHeadAttention):
+    """Self-attention with one fault of ``ATTENTION_BUGS`` (no cache, no cross-attention); see ``inject_bug``."""
+
+    fault: str = "missing scale"
+
+    def forward(self, x: Tensor, source: Tensor | None = None, mask: Tensor | None = None,
+                is_causal: bool = False, cache: Any = None) -> Tensor:
+        """x (B, T, d_model) -> (B, T, d_model), as MultiHeadAttention but with the layer's fault."""
+        from tfcore.attention import softmax
+        from tfcore.masks import causal_mask
+
+        if source is not None or cache is not None:
+            raise NotImplementedError("a broken layer handles self-attention without a cache only")
+        b, t, _ = x.shape
+        q, k, v = (proj(x).view(b, t, -1, self.d_head).transpose(1, 2)  # (B, h, T, d_head)
+                   for proj in (self.q_proj, self.k_proj, self.v_proj))
+        scores = q @ k.transpose(-2, -1)  # (B, h, T, T)
+        if self.fault != "missing scale":
+            scores = scores / math.sqrt(self.d_head)
+        visible = causal_mask(t, device=x.device) if is_causal else torch.ones(t, t, dtype=torch.bool,
+                                                                              device=x.device)
+        if self.fault == "mask direction":
+            visible = visible.T  # keys j >= i instead of j <= i
+        if mask is not None:
+            visible = visible & mask
+        weights = softmax(scores.masked_fill(~visible, float("-inf")),
+                          dim=-2 if self.fault == "softmax axis" else -1)
+        if self.capture_weights:
+            self.last_weights = weights.detach()
+        out = weights @ v  # (B, h, T, d_head)
+        if self.head_mask is not None:
+            out = out * self.head_mask.to(out)[None, :, None, None]
+        return self.out_proj(out.transpose(1, 2).reshape(b, t, -1))
+
+
+def inject_bug(model: nn.Module, bug: str) -> nn.Module:
+    """A deep copy of a tfcore decoder whose every attention layer has ``bug`` (one of ``ATTENTION_BUGS``).
+
+    The copy computes tokens (B, T) -> logits (B, T, V) like the model, except for the bug:
+    "mask direction" (keys j >= i visible instead of j <= i), "softmax axis" (the softmax
+    normalises over the queries, dim -2) or "missing scale" (no 1 / sqrt(d_head)). For
+    decoder-only models with learned, sinusoidal or no positions and n_kv_heads = n_heads.
+    """
+    if bug not in ATTENTION_BUGS:
+        raise ValueError(f"bug must be one of {list(ATTENTION_BUGS)}, got {bug!r}")
+    config = getattr(model, "config", None)
+    if config is None or getattr(model, "encoder", None) is not None or getattr(model, "decoder", None) is None:
+        raise ValueError("model must be a decoder-only tfcore Transformer")
+    if config.positions not in ("learned", "sinusoidal", "none") or config.n_kv_heads not in (None, config.n_heads):
+        raise ValueError(f"model has positions={config.positions!r}, n_kv_heads={config.n_kv_heads}: a broken copy "
+                         "needs learned, sinusoidal or no positions and as many key/value heads as query heads")
+    broken = copy.deepcopy(model)
+    for layer in broken.attention_layers().values():
+        layer.__class__ = BrokenAttention
+        layer.fault = bug
+    return broken
+
+
+def mystery_model(bug: str | None = None, seed: int | None = None, vocab_size: int = 50) -> nn.Module:
+    """A small decoder (2 layers, 4 heads, d_model 32, context 32) in eval mode with one attention bug.
+
+    bug: one of ``ATTENTION_BUGS``, or None to draw one at random; seed: the weights' seed, or
+    None for fresh ones (unseeded draws differ on every call). W_Q and W_K are drawn at the usual
+    1 / sqrt(d_model) scale, so that attention scores are of order 1 and a sharper or wrong
+    pattern shows in the outputs. The global RNG is left untouched.
+    """
+    from tfcore.model import Transformer, TransformerConfig
+
+    if seed is None or bug is None:
+        fresh = torch.Generator()
+        fresh.seed()  # from the operating system, not from the global RNG
+        seed = int(torch.randint(2**62, (1,), generator=fresh)) if seed is None else seed
+        bug = ATTENTION_BUGS[int(torch.randint(len(ATTENTION_BUGS), (1,), generator=fresh))] if bug is None else bug
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        healthy = Transformer(TransformerConfig(vocab_size=vocab_size, d_model=32, n_layers=2, n_heads=4,
+                                                max_seq_len=32)).eval()
+        with torch.no_grad():
+            for layer in healthy.attention_layers().values():
+                for proj in (layer.q_proj, layer.k_proj):
+                    proj.weight.normal_(0.0, 1.0 / math.sqrt(proj.in_features))
+    return inject_bug(healthy, bug)

@@ -14,13 +14,20 @@ at the marker's indentation (the hint from the optional ``# HINT:`` line right a
 default "replace this line with your code"). Markers must sit inside a function: a stub at
 the top level of a cell would stop the exercise notebook there. In markdown cells,
 ``<!-- BEGIN SOLUTION -->`` ... ``<!-- END SOLUTION -->`` (whole lines) become
-"*Your answer here.*". Cells tagged ``solution-only`` are left out.
+"*Your answer here.*". Cells tagged ``solution-only`` are left out. Markdown is copied as it is,
+so collapsed hints survive: ``<details><summary>Hint 1: the idea</summary>`` ... ``</details>``
+(a blank line after ``<summary>`` and before ``</details>``, so that the markdown inside renders).
+
+What a learner sees without opening a hint (markdown outside ``<details>`` blocks, every code
+line, stub messages included) must not give the answer away: ``leaked_lines`` lists the
+solution lines it reproduces (see its docstring for the rule).
 
 The exercise notebook has no outputs, execution counts or widget state, the kernelspec
-``python3``, and in ``metadata.tfcore`` the lesson, the source notebook, a hash of the
-solution's cells (sources, not outputs: re-executing a solution does not make its exercise
-stale) and a hash of the generated cells. If an existing exercise notebook's cells no longer
-match that hash (a learner edited it), regeneration refuses unless ``--force``.
+``python3``, and in ``metadata.tfcore`` its role (``"exercise"``, how the grader tells it from a
+lesson or a solution), the lesson, the source notebook, a hash of the solution's cells
+(sources, not outputs: re-executing a solution does not make its exercise stale) and a hash
+of the generated cells. If an existing exercise notebook's cells no longer match that hash (a
+learner edited it), regeneration refuses unless ``--force``.
 
     python -m tfcore exercises            regenerate every exercises/NN_name.ipynb
     python -m tfcore exercises --check    exit 1 listing notebooks that are out of date
@@ -31,10 +38,13 @@ from __future__ import annotations
 
 import argparse
 import copy
+import difflib
 import hashlib
+import io
 import json
 import re
 import sys
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,18 +141,137 @@ def solution_lines(nb: nbformat.NotebookNode) -> list[str]:
     return [line for line in lines if line]
 
 
+LEAK_COVERAGE = 0.65  # a solution line leaks when a visible line repeats this share of it (see leaked_lines)
+LEAK_MIN_TOKENS = 7  # shorter solution lines (``d = len(x)``, ``model(tokens)``) are too trivial to count
+LEAK_MIN_RUN = 3  # matching runs of fewer tokens are coincidences (a shared name, "(x")
+_TOKEN = re.compile(r"\w+|\S")
+_LITERAL = re.compile(r"\"[^\"]*\"|'[^']*'")
+_MODULE_PREFIX = re.compile(r"\b(?:torch|np|numpy|math|F)\.")
+_RETURN = re.compile(r"\breturn\b")
+_NAMES = r"[\w.]+(?:\s*,\s*[\w.]+)*"
+_NAMES_ONLY = re.compile(rf"^(?:return\s+)?(?:{_NAMES})?(?:\s*=\s*{_NAMES})?\s*[:,]?$|^[\s()\[\]{{}},:]*$")
+_DETAILS_OPEN = re.compile(r"<details\b[^>]*>", re.IGNORECASE)
+_DETAILS_CLOSE = re.compile(r"</details\s*>", re.IGNORECASE)
+
+
+def without_details(markdown: str) -> str:
+    """The markdown without its ``<details>`` ... ``</details>`` blocks (nested ones too): what shows collapsed."""
+    out, depth, pos = [], 0, 0
+    tags = sorted([(m.start(), m.end(), +1) for m in _DETAILS_OPEN.finditer(markdown)]
+                  + [(m.start(), m.end(), -1) for m in _DETAILS_CLOSE.finditer(markdown)])
+    for begin, end, step in tags:
+        if depth == 0 and step > 0:
+            out.append(markdown[pos:begin])
+        depth = max(depth + step, 0)
+        if depth == 0:
+            pos = end
+    if depth == 0:
+        out.append(markdown[pos:])
+    return "".join(out)
+
+
+def visible_lines(nb: nbformat.NotebookNode) -> list[str]:
+    """What a learner reads without opening a hint: markdown outside ``<details>`` and every code line."""
+    lines: list[str] = []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            lines += without_details(cell.source).split("\n")
+        elif cell.cell_type == "code":
+            lines += cell.source.split("\n")
+    return [line for line in lines if line.strip()]
+
+
+def _without_comment(line: str) -> str:
+    """A code line without its trailing ``# comment`` (a ``#`` inside a string literal is kept)."""
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(line).readline):
+            if token.type == tokenize.COMMENT:
+                return line[:token.start[1]]
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        pass
+    return line
+
+
+def _normalise(text: str) -> str:
+    """No whitespace, backticks, ``return`` or prefixes ``torch.``, ``np.``, ``math.``, ``F.``: code and prose alike."""
+    return re.sub(r"\s+", "", _RETURN.sub("", _MODULE_PREFIX.sub("", text.replace("`", ""))))
+
+
+def is_trivial(line: str) -> bool:
+    """A solution line too plain to give anything away: under LEAK_MIN_TOKENS tokens, or names only.
+
+    Names only: ``return out``, ``a, b = x.shape``, ``else:``, a lone bracket. Comments are dropped first.
+    """
+    code = _without_comment(line).strip()
+    return len(_tokens(code)) < LEAK_MIN_TOKENS or bool(_NAMES_ONLY.match(code))
+
+
+def _tokens(text: str) -> list[str]:
+    """Names and numbers whole, every other character alone: ``x @ w.T`` -> x, @, w, ., T."""
+    return _TOKEN.findall(_normalise(text))
+
+
+def _weights(text: str) -> list[int]:
+    """The weight of each of ``_tokens(text)``: its length, but 0 inside a string literal (quotes count 1).
+
+    A literal's text is a name the task prescribes (the keys of a dict, the bug names), not code.
+    """
+    text = _normalise(text)
+    quoted = [False] * len(text)
+    for m in _LITERAL.finditer(text):
+        quoted[m.start() + 1:m.end() - 1] = [True] * (m.end() - m.start() - 2)
+    return [0 if quoted[m.start()] else len(m.group()) for m in _TOKEN.finditer(text)]
+
+
+def coverage(line: list[str], weights: list[int], visible: list[str]) -> float:
+    """The weighted share of ``line`` (tokens) that ``visible`` repeats in order, in runs of >= LEAK_MIN_RUN tokens.
+
+    A run of one or two tokens (a shared name, ``(x``) is a coincidence and does not count.
+    """
+    matcher = difflib.SequenceMatcher(None, line, visible, autojunk=False)
+    matched = sum(sum(weights[b.a:b.a + b.size]) for b in matcher.get_matching_blocks() if b.size >= LEAK_MIN_RUN)
+    return matched / max(sum(weights), 1)
+
+
 def leaked_lines(solution_nb: nbformat.NotebookNode, exercise_nb: nbformat.NotebookNode,
-                 min_length: int = 12) -> list[str]:
-    """Solution lines (at least ``min_length`` characters, found nowhere else in the solution) that the exercise contains."""
-    outside = []
-    for cell in solution_nb.cells:
-        source = strip_code(cell.source, "") if cell.cell_type == "code" else (
-            strip_markdown(cell.source, "") if cell.cell_type == "markdown" else cell.source)
-        outside.append(source)
-    outside_text = "\n".join(outside)
-    exercise_text = "\n".join(cell.source for cell in exercise_nb.cells)
-    return [line for line in solution_lines(solution_nb)
-            if len(line) >= min_length and line not in outside_text and line in exercise_text]
+                 threshold: float = LEAK_COVERAGE) -> list[str]:
+    """The solution lines that the exercise notebook's visible text reproduces (as written in the solution).
+
+    Visible text: markdown outside ``<details>`` blocks and every code line (stub messages and
+    docstrings included). Both sides are normalised (no whitespace, backticks, ``return``, or
+    ``torch.``/``np.``/``math.``/``F.`` prefixes; comments dropped from solution lines) and cut into
+    tokens (names, numbers, single characters). A solution line leaks when one visible line repeats
+    at least ``threshold`` of its characters, in order, in runs of at least 3 tokens, the text inside
+    string literals not counting (dict keys and names a task prescribes are not the answer). So
+    ``scores = q @ k.transpose(-2, -1) / sqrt(d)`` in a stub gives away
+    ``scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])`` (0.73). Not counted: trivial lines
+    (``is_trivial``), and lines the solution notebook shows verbatim in its given code.
+
+    Why 0.65: in the course's notebooks before the hints moved into ``<details>``, the stubs and
+    docstrings that gave an answer away scored 0.65 to 1.0, while what the rewritten statements share
+    with their answers (a formula in words, a signature, shapes) stays at or below 0.56.
+    ``leak_scores`` lists every score.
+    """
+    return [raw for score, raw, _ in leak_scores(solution_nb, exercise_nb) if score >= threshold]
+
+
+def leak_scores(solution_nb: nbformat.NotebookNode, exercise_nb: nbformat.NotebookNode) -> list[tuple[float, str, str]]:
+    """(best coverage, solution line, the visible line reaching it) for every countable solution line, best first."""
+    given = {_normalise(_without_comment(line))
+             for cell in solution_nb.cells if cell.cell_type == "code"
+             for line in strip_code(cell.source, "").split("\n") if line.strip()}
+    visible = [(_tokens(line), line.strip()) for line in visible_lines(exercise_nb)]
+    scores = []
+    for raw in solution_lines(solution_nb):
+        if is_trivial(raw):
+            continue
+        line = _normalise(_without_comment(raw))
+        if line in given:
+            continue
+        tokens, weights = _tokens(line), _weights(line)
+        best = max(((coverage(tokens, weights, t), v) for t, v in visible), default=(0.0, ""))
+        scores.append((best[0], raw, best[1]))
+    return sorted(scores, key=lambda s: -s[0])
 
 
 def check_calls(nb: nbformat.NotebookNode) -> list[str]:
@@ -194,6 +323,7 @@ def make_exercise(solution: nbformat.NotebookNode, source_name: str) -> nbformat
         "kernelspec": dict(KERNELSPEC),
         "language_info": {"name": "python"},
         "tfcore": {
+            "role": "exercise",
             "lesson": lesson,
             "generated_from": Path(source_name).as_posix(),
             "source_sha256": solution_hash(solution),

@@ -11,7 +11,7 @@ import math
 import torch
 
 from tfcore.attention import scaled_dot_product_attention, softmax
-from tfcore.diagnostics import attention_entropy
+from tfcore.diagnostics import ATTENTION_BUGS, attention_entropy, mystery_model
 from tfcore.grading import Checker, exercise
 from tfcore.heads import MultiHeadAttention
 from tfcore.masks import causal_mask
@@ -143,64 +143,77 @@ def _residual_norms(answer, c: Checker) -> None:
 
 # ----------------------------------------------------------------------------- diagnostics.find_bug
 
-BUGS = ("mask direction", "softmax axis", "missing scale")
+BUGS = ATTENTION_BUGS  # "mask direction", "softmax axis", "missing scale"
 _BUG_ALIASES = {
     "mask direction": "mask direction", "wrong mask direction": "mask direction", "mask": "mask direction",
     "transposed mask": "mask direction", "softmax axis": "softmax axis", "wrong softmax axis": "softmax axis",
     "softmax over the wrong axis": "softmax axis", "softmax": "softmax axis", "missing scale": "missing scale",
     "no scale": "missing scale", "scale": "missing scale",
 }
-# The models X, Y and Z of solutions/10_diagnostics.ipynb (built there, diagnosed by the learner).
-_FIND_BUG_ANSWER = {"X": "missing scale", "Y": "mask direction", "Z": "softmax axis"}
-_BUG_CLUE = {
-    "mask direction": "run the leakage test on it, and look at which keys each query sees in a heatmap",
-    "softmax axis": "check whether its attention rows sum to 1 over the keys",
-    "missing scale": "it passes the leakage test and its rows sum to 1: compare its attention entropy per head "
-                     "with the healthy model's",
+_FIND_BUG_MODELS = 6  # each bug twice, in an order drawn from the check's generator
+# What tells the true bug apart from the one the learner named: {(true bug, named bug): clue}.
+_BUG_CLUES = {
+    ("softmax axis", "mask direction"): "both bugs make the model leak; tell them apart by the captured attention: "
+                                        "do its rows sum to 1 over the keys? (or: do outputs still depend on "
+                                        "earlier tokens, as with a softmax over the queries?)",
+    ("softmax axis", "missing scale"): "it fails the leakage test and its attention rows do not sum to 1 over the "
+                                       "keys: run the leakage test, then sum the captured rows over the last axis",
+    ("mask direction", "softmax axis"): "its attention rows do sum to 1 over the keys, yet it leaks: a transposed "
+                                        "mask shows each query the keys at and after it",
+    ("mask direction", "missing scale"): "it fails the leakage test (outputs move when a later token changes): "
+                                         "run leakage_test on it",
+    ("missing scale", "mask direction"): "it passes the leakage test: no output moves when a later token changes",
+    ("missing scale", "softmax axis"): "its attention rows sum to 1 over the keys and it passes the leakage test; "
+                                       "only its sharper attention (lower entropy) betrays it",
 }
 
 
-def _bug_name(value) -> str | None:
-    if not isinstance(value, str):
-        return None
-    key = " ".join(value.lower().replace("_", " ").replace("-", " ").split())
+def _bug_name(text: str) -> str | None:
+    key = " ".join(text.lower().replace("_", " ").replace("-", " ").split())
     return _BUG_ALIASES.get(key)
 
 
-@exercise("diagnostics.find_bug", "name the injected bug of models X, Y, Z: mask direction, softmax axis, missing scale",
-          lesson=LESSON)
+def _choice(c: Checker, out, case: str, choices: tuple[str, ...]) -> str | None:
+    """The learner's string ``out`` read as one of ``choices`` (aliases allowed), or a failure naming the choices.
+
+    A local stand-in for a Checker method that reads a string result as plain data (the secure
+    grader's Checker is to provide one; this one runs in the learner's kernel only).
+    """
+    if out is None:
+        c.fail(f"{c.name} returned None on {case}: is the return statement missing? Return one of {list(choices)}")
+    if not isinstance(out, str):
+        c.fail(f"{c.name} returned a {type(out).__name__} on {case}: return one of the strings {list(choices)}")
+    bug = _bug_name(out)
+    if bug is None:
+        c.fail(f"{c.name} returned the string {_clip(out)!r} on {case}, which is not one of the bug names "
+               f"{list(choices)}")
+    return bug
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@exercise("diagnostics.find_bug", "find_bug(model): name the attention bug of a broken decoder (mask direction, "
+          "softmax axis or missing scale)", lesson=LESSON)
 def _find_bug(answer, c: Checker) -> None:
-    case = "your diagnosis"
-    if callable(answer) and not isinstance(answer, dict):
-        answer = c.call(answer, case=case)
-        if answer is None:
-            c.fail(f"{c.name} returned None: return the dict {{model name: bug name}}")
-    if not isinstance(answer, dict):
-        c.fail(f"expected a function or a dict, got {type(answer).__name__}: pass the dict {{model name: bug name}} "
-               "itself, e.g. {'X': 'mask direction', ...}")
-    c.cases += 1
-    keys = {str(k).strip().upper(): v for k, v in answer.items()}
-    missing = [m for m in _FIND_BUG_ANSWER if m not in keys]
-    if missing:
-        c.fail(f"no bug named for model(s) {missing}: the dict needs the keys 'X', 'Y' and 'Z'")
-    extra = sorted(set(keys) - set(_FIND_BUG_ANSWER), key=str)
-    if extra:
-        c.fail(f"unknown model name(s) {extra}: the models are 'X', 'Y' and 'Z'")
-    said = {}
-    for m in _FIND_BUG_ANSWER:
-        bug = _bug_name(keys[m])
-        if bug is None:
-            c.fail(f"model {m}: {keys[m]!r} is not one of the bug names {list(BUGS)}")
-        said[m] = bug
-    for bug in BUGS:
-        owners = [m for m, b in said.items() if b == bug]
-        if len(owners) > 1:
-            c.fail(f"each bug sits in exactly one model, but you named {bug!r} for {owners}")
-    wrong = [m for m in _FIND_BUG_ANSWER if said[m] != _FIND_BUG_ANSWER[m]]
-    if wrong:
-        m = wrong[0]
-        c.fail(f"{len(_FIND_BUG_ANSWER) - len(wrong)} of 3 right. Model {m} is not {said[m]!r}: "
-               + _BUG_CLUE[_FIND_BUG_ANSWER[m]])
+    bugs = [BUGS[int(i) % len(BUGS)] for i in torch.randperm(_FIND_BUG_MODELS, generator=c.gen)]
+    seeds = torch.randint(2**62, (_FIND_BUG_MODELS,), generator=c.gen).tolist()
+    verdicts = []
+    for n, (bug, seed) in enumerate(zip(bugs, seeds), start=1):
+        case = f"mystery model {n} of {_FIND_BUG_MODELS}"
+        out = c.call(answer, mystery_model(bug, seed), case=case, hint="the signature is find_bug(model) -> str")
+        verdicts.append(_choice(c, out, case, BUGS))
+        c.cases += 1
+    right = sum(v == b for v, b in zip(verdicts, bugs))
+    if right == len(bugs):
+        return
+    if len(set(verdicts)) == 1:
+        c.fail(f"{c.name} named {verdicts[0]!r} for all {len(bugs)} models, but each of the three bugs was among "
+               "them: measure each model (leakage test, row sums of the captured attention) and decide from that")
+    n, truth, said = next((n, b, v) for n, (b, v) in enumerate(zip(bugs, verdicts), start=1) if b != v)
+    c.fail(f"{right} of {len(bugs)} right. Mystery model {n} has the {truth!r} bug, not {said!r}: "
+           + _BUG_CLUES[(truth, said)])
 
 
 # ----------------------------------------------------------------------------- diagnostics.checklist
