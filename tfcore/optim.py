@@ -42,7 +42,8 @@ def lr_at_time(seconds: float, cfg: TrainConfig) -> float:
     The step schedule stretched over the budget: ``seconds`` count as step
     ``steps * seconds / time_budget``, so warm-up takes ``warmup_steps / steps`` of the budget and
     the cosine reaches ``min_lr`` at ``lr_decay_steps / steps`` of it (default: at the end),
-    however many steps the machine manages.
+    however many steps the machine manages. On a GPU the clock is the CPU's, which runs ahead of
+    the device by the work it has queued.
     """
     return lr_at(cfg.steps * seconds / cfg.time_budget, cfg)
 

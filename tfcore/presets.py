@@ -35,6 +35,8 @@ PRESETS: dict[str, Preset] = {
     # per step (2,800 steps: 1.53 vs 1.65) but costs more per step on the CPU (Newton-Schulz). Slower
     # CPUs take longer: an AMD EPYC machine ran AdamW at 7.9k tokens/s against 18.7k here (before the
     # fused norms and GELU, which took this machine from 20k to 30k tokens/s in a bare training step).
+    # On a 2-core AMD EPYC the 2,400 steps took about 236 s: `--time-budget 180` stretches the same
+    # schedule (warm-up 50/2400 of the budget, cosine to min_lr at its end) over 180 s on any CPU.
     "shakespeare-char-cpu": Preset(
         "character-level Shakespeare in ~3 minutes on a 2-core CPU",
         dict(d_model=128, n_layers=4, n_heads=4, max_seq_len=64, dropout=0.0, backend="sdpa"),
