@@ -263,10 +263,15 @@ def _run(args, tmp_path, **env):
 def test_cli_trains_prints_paths_and_resumes(tmp_path):
     out = tmp_path / "run"
     first = _run(["-m", "tfcore.train", "--preset", "shakespeare-char-tiny", "--steps", "3", "--out-dir", str(out),
-                  "--no-progress"], tmp_path)
+                  "--no-progress", "--save-weights", str(tmp_path / "w" / "tiny.pt")], tmp_path)
     assert first.returncode == 0, first.stderr
     assert f"checkpoint: {out / 'ckpt.pt'}" in first.stdout and f"log (JSON lines): {out / 'log.jsonl'}" in first.stdout
-    assert load_checkpoint(out / "ckpt.pt")["step"] == 3
+    ckpt = load_checkpoint(out / "ckpt.pt")
+    assert ckpt["step"] == 3
+    model, record = pretrained(tmp_path / "w" / "tiny.pt")  # the weights file pretrained() reads
+    assert record["preset"] == "shakespeare-char-tiny" and record["steps"] == 3
+    assert record["losses"] == ckpt["history"]["losses"]
+    assert all(torch.equal(v, ckpt["model"][k]) for k, v in model.state_dict().items())
     # 5 steps instead of 3 moves the end of the cosine: refused, with the field, unless allowed
     args = ["-m", "tfcore.train", "--preset", "shakespeare-char-tiny", "--steps", "5", "--out-dir", str(out),
             "--resume", "--no-progress"]

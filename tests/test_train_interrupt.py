@@ -369,7 +369,8 @@ def test_interrupting_a_notebook_kernel_returns_an_interrupted_result():
             "started = lambda s: print('step', s.step, flush=True) if s.step == 3 else None\n")
         assert setup == ""
         # a safety net: without the interrupt the cell would end after 60 s, by its time budget
-        cfg = "TrainConfig(steps=1000, batch_size=8, block_size=16, eval_interval=0, callback_interval=1, time_budget=60)"
+        cfg = ("TrainConfig(steps=1000, batch_size=8, block_size=16, eval_interval=0, callback_interval=1, "
+               "time_budget=60)")
         out = execute(f"result = train(model, {cfg}, corpus, corpus, progress=False, callbacks=[started])",
                       interrupt_on="step 3")
         assert "KeyboardInterrupt" not in out and "stopped by SIGINT after step" in out, out

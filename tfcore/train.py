@@ -408,7 +408,8 @@ class _Run:
         set_rng_states(ckpt["rng"], self.data_generator)
         state, history = self.state, ckpt["history"]
         state.step, state.tokens_seen = ckpt["step"], ckpt["data"]["tokens_seen"]
-        state.losses, state.evals, state.samples = list(history["losses"]), list(history["evals"]), list(history["samples"])
+        state.losses, state.evals = list(history["losses"]), list(history["evals"])
+        state.samples = list(history["samples"])
         state.train_seconds = history["train_seconds"]
         self.elapsed_before = state.elapsed_seconds = history.get("elapsed_seconds", history["train_seconds"])
         if self.ckpt_path is not None and source.resolve() == self.ckpt_path.resolve():
