@@ -3,7 +3,8 @@
 One module per idea of the syllabus: ``attention``, ``masks``, ``heads``, ``mlp``,
 ``norms``, ``positions``, ``blocks``, ``model``, ``complexity``, ``data``, ``losses``,
 ``diagnostics``, ``flash`` (tiled attention), ``viz`` (heatmaps and widgets),
-``train`` (the training loop) and ``grading`` (exercise checks).
+``samplers``, ``optim``, ``train`` (the training loop), ``checkpoints``, ``presets``
+and ``grading`` (exercise checks).
 """
 
 __version__ = "0.1.0"
