@@ -534,5 +534,6 @@ from tfcore.grading import (  # noqa: E402,F401
     lesson07,
     lesson08,
     lesson09,
+    capstone,  # lesson 09's capstone: capstone.*
     lesson10,
 )
