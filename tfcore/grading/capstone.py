@@ -56,7 +56,7 @@ ATOL, RTOL = 1e-4, 1e-4  # logits agree to ~1e-5 in float32 (measured 1.3e-5); e
 TIE = 2e-3  # a greedy step whose top two logits are closer than this may go either way
 
 # capstone.train: what a correct small GPT reaches in the lesson's budget, and what no causal model reaches.
-TRAIN_MAX_VAL_LOSS = 2.25
+TRAIN_MAX_VAL_LOSS = 2.3  # measured: 2.01-2.06 after the lesson's 800 steps (3 seeds); bigram 2.48
 TRAIN_MIN_HONEST_LOSS = 1.0
 
 
@@ -592,6 +592,18 @@ def _capstone_generate(answer, c: Checker) -> None:
 VAL_WINDOWS, VAL_LENGTH = 48, 64
 
 
+@lru_cache(maxsize=1)
+def _bigram_loss() -> float:
+    """Validation loss of a bigram table (add-one counts of the training text): what context length 1 buys."""
+    from tfcore.data import shakespeare_splits
+
+    tok, train_ids, val_ids = shakespeare_splits()
+    v = tok.vocab_size
+    counts = torch.ones(v, v).index_put_((train_ids[:-1], train_ids[1:]), torch.ones(len(train_ids) - 1),
+                                         accumulate=True)
+    return float(-(counts / counts.sum(1, keepdim=True)).log()[val_ids[:-1], val_ids[1:]].mean())
+
+
 def _logits(c: Checker, out: Any, shape: tuple[int, int, int], case: str) -> Tensor:
     """Fail unless ``out`` is a float tensor of logits of ``shape`` without NaN/inf; return it."""
     return c.compare(out, torch.zeros(shape), case, dtype="float", atol=math.inf, rtol=0.0,
@@ -633,10 +645,11 @@ def _capstone_train(answer, c: Checker) -> None:
     loss = float(lm_loss(logits.float(), windows))
     if loss < TRAIN_MIN_HONEST_LOSS:
         c.fail(f"your model sees future tokens: a validation loss of {loss:.3f} nats per character is far below "
-               "what a causal character model of Shakespeare reaches (about 1.3 at best): check the causal mask")
+               "what a causal character model of this text reaches (the shipped model, trained for 2,400 steps: "
+               "about 1.55): check the causal mask")
     if loss > TRAIN_MAX_VAL_LOSS:
         c.fail(f"validation loss {loss:.3f} nats per character on {case}, measured by the check: a correct model "
-               f"reaches {TRAIN_MAX_VAL_LOSS} within the lesson's budget (chance is ln {vocab} = "
-               f"{math.log(vocab):.2f}). Train it longer, or check the learning rate and that the optimiser "
-               "sees every parameter")
+               f"reaches {TRAIN_MAX_VAL_LOSS} within the lesson's budget (chance: ln {vocab} = {math.log(vocab):.2f}; "
+               f"a bigram table of the text: {_bigram_loss():.2f}). Train it longer, or check the initialisation "
+               "(weights N(0, 0.02^2), biases 0), the learning rate, and that the optimiser holds every parameter")
     c.note(f"validation loss {loss:.2f} nats per character (perplexity {math.exp(loss):.1f})")
