@@ -15,7 +15,7 @@ compare it with ``tfcore.Transformer``:
   and runs a leakage test first (a model that sees the future fails, however low its loss).
 
 Every check refuses ``nn.MultiheadAttention``, ``F.scaled_dot_product_attention`` and tfcore's model
-classes inside the learner's model. Their tests-for-tests live in ``tests/test_grading_capstone.py``.
+classes inside the learner's model. Their tests-for-tests live in ``tests/test_grading_lesson09_capstone.py``.
 """
 
 from __future__ import annotations
@@ -291,8 +291,14 @@ def _reference_forward(state: dict[str, Tensor], tokens: Tensor, n_heads: int, n
 # ----------------------------------------------------------------------------- building and loading
 
 
-def _build(c: Checker, answer: Any, args: dict[str, int], case: str) -> Any:
+def _shown(args: dict[str, int]) -> str:
+    """``"GPT(vocab_size=65, d_model=128, ...)"``: how a case names the model it built."""
+    return f"GPT({', '.join(f'{k}={v}' for k, v in args.items())})"
+
+
+def _build(c: Checker, answer: Any, args: dict[str, int]) -> Any:
     """The learner's model ``answer(**args)``, refused if it holds a forbidden module."""
+    case = _shown(args)
     model = c.call(answer, **args, case=case,
                    hint="the signature is GPT(vocab_size, d_model, n_layers, n_heads, max_seq_len)")
     _refuse_forbidden_modules(c, model, case)
@@ -381,9 +387,8 @@ def _diagnose(c: Checker, model: Any, tokens: Tensor, out: Any, ref: Tensor, cas
                 wrong.append((f"{first}: it computes what block {j} computes, so your blocks share one set of "
                               "weights: build n_layers separate blocks (a list comprehension, not [Block(...)] * n)",
                               lambda j=j: _block(_block_params(state, j), x, n_heads)))
-        c.compare(got_t, want, f"{first}", atol=ATOL, rtol=RTOL, wrong=wrong,
-                  nonfinite=f"{first}: NaN/inf in its output")
-        raise AssertionError  # compare failed above
+        c.compare(got_t, want, first, atol=ATOL, rtol=RTOL, wrong=wrong, nonfinite=f"{first}: NaN/inf in its output")
+        c.fail(first)  # not reached: compare has failed with the best message
     wrong = [(f"the blocks agree with tfcore's, but {message} ({case})",
               lambda bug=bug: _reference_forward(state, tokens, n_heads, n_layers, bug)) for bug, message in MODEL_BUGS]
     v, d = args["vocab_size"], args["d_model"]
@@ -409,7 +414,7 @@ def _forward_cases(c: Checker) -> list[tuple[str, Tensor]]:
           lesson=LESSON)
 def _capstone_forward(answer, c: Checker) -> None:
     ref_model, args, _, _ = _reference()
-    model = _build(c, answer, args, case=f"GPT({', '.join(f'{k}={v}' for k, v in args.items())})")
+    model = _build(c, answer, args)
     _load(c, model, args, _shipped_state, "the shipped weights")
     for case, tokens in _forward_cases(c):
         out = _forward(c, model, tokens, case)
@@ -430,8 +435,8 @@ SAMPLE_FALSE_ALARM = 1e-9  # per comparison of distributions; four comparisons p
 
 
 @lru_cache(maxsize=1)
-def _tiny() -> tuple[Transformer, dict[str, Tensor], Tensor]:
-    """A small random decoder whose next-token distributions are far from uniform: (model, GPT weights, prompt)."""
+def _tiny() -> tuple[Transformer, Tensor]:
+    """A small random decoder whose next-token distributions are far from uniform, and a prompt (1, 3)."""
     config = TransformerConfig(vocab_size=65, d_model=16, n_layers=1, n_heads=2, max_seq_len=8)
     model = Transformer(config).eval()
     g = torch.Generator().manual_seed(1)
@@ -439,7 +444,7 @@ def _tiny() -> tuple[Transformer, dict[str, Tensor], Tensor]:
         for name, p in model.named_parameters():
             gain = 1.0 if "norm" in name and name.endswith("weight") else 0.0
             p.copy_(torch.randn(p.shape, generator=g) * (0.8 if p.dim() > 1 else 0.1) + gain)
-    return model, to_gpt(model), torch.tensor([[3, 17, 41]])
+    return model, torch.tensor([[3, 17, 41]])
 
 
 def _dkw_gap(samples: Tensor, probs: Tensor) -> tuple[float, float]:
@@ -534,11 +539,19 @@ def _check_greedy(c: Checker, model: Any, ref_model: Transformer, prompt: Tensor
 
 
 def _check_sampling(c: Checker, answer: Any, temperature: float) -> None:
-    tiny, state, prompt = _tiny()
+    tiny, prompt = _tiny()
     args = gpt_args(tiny.config)
-    case = f"{SAMPLE_ROWS} rows of one 3-token prompt, a small random GPT, temperature={temperature}"
-    model = _build(c, answer, args, case=f"GPT({', '.join(f'{k}={v}' for k, v in args.items())})")
+    built = _shown(args)
+    case = f"{SAMPLE_ROWS} rows of one 3-token prompt, a small random {built}, temperature={temperature}"
+    model = _build(c, answer, args)
     _load(c, model, args, lambda fused: to_gpt(tiny, fused_qkv=fused), "a small random model's weights")
+    logits = c.tensor(_forward(c, model, prompt, f"the prompt, {built}"), "the forward pass")
+    with torch.no_grad():
+        ref = tiny(prompt)
+    if logits.shape != ref.shape or not torch.allclose(logits.double(), ref.double(), atol=ATOL, rtol=RTOL):
+        c.fail(f"your {built} computes other logits than tfcore's model of that size, though the shipped size "
+               "works: does your code fix a size of the shipped model (128 channels, 4 heads, d_head = 32)? "
+               "Take every size from the constructor's arguments")
     seed = int(torch.randint(0, 2**62, (1,), generator=c.gen))
     rows = prompt.expand(SAMPLE_ROWS, -1).contiguous()
     out = _generated(c, model, rows, 2, case, temperature=temperature,
@@ -571,7 +584,7 @@ def _check_sampling(c: Checker, answer: Any, temperature: float) -> None:
           "softmax(logits / temperature)", lesson=LESSON)
 def _capstone_generate(answer, c: Checker) -> None:
     ref_model, args, _, _ = _reference()
-    model = _build(c, answer, args, case=f"GPT({', '.join(f'{k}={v}' for k, v in args.items())})")
+    model = _build(c, answer, args)
     _load(c, model, args, _shipped_state, "the shipped weights")
     tokens = _held_out(c, 2, 16)
     logits = c.tensor(_forward(c, model, tokens, "2 held-out windows of 16 characters"), "the forward pass")
