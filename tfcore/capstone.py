@@ -23,8 +23,6 @@ Heads are the consecutive ``d_head``-wide slices of a projection's outputs (``sp
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import torch
 from torch import Tensor
 
@@ -172,7 +170,3 @@ def shipped_state_dict(fused_qkv: bool = False) -> dict[str, Tensor]:
     """The shipped model's weights under the capstone names: ``GPT(**shipped_gpt_args()).load_state_dict(...)``."""
     return to_gpt(shipped_model(), fused_qkv=fused_qkv)
 
-
-def config_summary(config: TransformerConfig) -> dict:
-    """The config as a plain dict, for printing next to the table."""
-    return {k: v for k, v in asdict(config).items() if k in GPT_ARGS or k in _FIXED}
