@@ -320,7 +320,7 @@ def test_save_weights_and_pretrained_round_trip(tmp_path):
     tokens = torch.randint(32, (2, 9))
     assert torch.equal(loaded(tokens), model.eval()(tokens))
     assert record["preset"] == "test" and record["losses"] == result.losses and record["steps"] == 2
-    with pytest.raises(FileNotFoundError, match=r"no weights at .*nothing-here.*shipped: \[.*'induction-tiny'.*\]"):
+    with pytest.raises(FileNotFoundError, match=r"no weights at .*nothing-here.*shipped: \['induction-tiny', 'shakespeare-char-cpu'\]"):
         pretrained("nothing-here")
 
 
