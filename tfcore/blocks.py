@@ -13,7 +13,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from tfcore.heads import KVCache, MultiHeadAttention
-from tfcore.mlp import make_mlp
+from tfcore.mlp import MLP_KINDS, make_mlp
 from tfcore.norms import make_norm
 
 PLACEMENTS = ("pre", "post", "parallel")
@@ -46,6 +46,8 @@ class Block(nn.Module):
         super().__init__()
         if placement not in PLACEMENTS:
             raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
+        if mlp not in MLP_KINDS:
+            raise ValueError(f"mlp must be one of {MLP_KINDS}, got {mlp!r}")
         if placement == "parallel" and cross_attention:
             raise ValueError("placement='parallel' has no place for cross-attention: use 'pre' or 'post'")
         self.placement = placement
@@ -71,6 +73,10 @@ class Block(nn.Module):
         (B, h, T, T_k). source: encoder output (B, T_src, d_model); source_mask: (B, 1, 1, T_src)."""
         if self.cross_attn is not None and source is None:
             raise ValueError("this decoder block has cross-attention: pass source=encoder output (B, T_src, d_model)")
+        if self.cross_attn is None and (source is not None or source_mask is not None):
+            given = [n for n, v in (("source", source), ("source_mask", source_mask)) if v is not None]
+            raise ValueError(f"{', '.join(given)} given to a block without cross-attention, which would ignore it: "
+                             "build it with cross_attention=True (decoder_block)")
 
         def self_attention(h: Tensor) -> Tensor:
             return self.attn(h, mask=mask, is_causal=is_causal, cache=cache)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tfcore._checks import require_float, require_min_ndim, require_same_size
+from tfcore._checks import require_float, require_min_ndim, require_ndim, require_number, require_positive_int, require_same_size
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
@@ -35,6 +35,7 @@ ACTIVATIONS = {
 }
 # The modules run PyTorch's one-kernel versions of the same functions (tests check they agree).
 FUSED_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": partial(F.gelu, approximate="tanh"), "silu": F.silu}
+MLP_KINDS = (*ACTIVATIONS, "swiglu")  # what make_mlp builds
 
 
 def swiglu(x: Tensor, w1: Tensor, w2: Tensor, w3: Tensor) -> Tensor:
@@ -44,11 +45,28 @@ def swiglu(x: Tensor, w1: Tensor, w2: Tensor, w3: Tensor) -> Tensor:
     """
     require_min_ndim("x", x, 1, "(..., d_model)")
     require_float("x", x)
+    require_ndim("w1", w1, 2, "(d_ff, d_model)")
+    require_ndim("w2", w2, 2, "(d_model, d_ff)")
+    require_ndim("w3", w3, 2, "(d_ff, d_model)")
     require_same_size("w1", w1.shape[-1], "x", x.shape[-1], "d_model")
     require_same_size("w3", tuple(w3.shape), "w1", tuple(w1.shape), "shape")
     require_same_size("w2", w2.shape[-1], "w1", w1.shape[0], "d_ff")
+    require_same_size("w2", w2.shape[0], "x", x.shape[-1], "d_model")
     gate = x @ w1.T
     return (gate * torch.sigmoid(gate) * (x @ w3.T)) @ w2.T
+
+
+def _check_sizes(d_model: int, d_ff: int, dropout: float) -> None:
+    require_positive_int("d_model", d_model)
+    require_positive_int("d_ff", d_ff)
+    require_number("dropout", dropout, 0, 1, high_open=True)
+
+
+def _check_input(x: Tensor, d_model: int) -> None:
+    """x: (..., d_model) floating point (shape and dtype only: no values read)."""
+    require_min_ndim("x", x, 1, "(..., d_model)")
+    require_float("x", x)
+    require_same_size("x", x.shape[-1], "the layer", d_model, "d_model")
 
 
 class MLP(nn.Module):
@@ -56,14 +74,17 @@ class MLP(nn.Module):
 
     def __init__(self, d_model: int, d_ff: int, activation: str = "gelu", bias: bool = True, dropout: float = 0.0) -> None:
         super().__init__()
+        _check_sizes(d_model, d_ff, dropout)
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        self.activation = activation
+        self.activation, self.d_model = activation, d_model  # d_model: a plain int for the input check
         self.fc_in = nn.Linear(d_model, d_ff, bias=bias)  # W_1: rows are the "keys"
         self.fc_out = nn.Linear(d_ff, d_model, bias=bias)  # W_2: columns are the "values"
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
+        """x: (..., d_model) -> (..., d_model)."""
+        _check_input(x, self.d_model)
         return self.dropout(self.fc_out(FUSED_ACTIVATIONS[self.activation](self.fc_in(x))))
 
 
@@ -72,6 +93,8 @@ class SwiGLU(nn.Module):
 
     def __init__(self, d_model: int, d_ff: int, bias: bool = False, dropout: float = 0.0) -> None:
         super().__init__()
+        _check_sizes(d_model, d_ff, dropout)
+        self.d_model = d_model  # a plain int for the input check
         self.w1 = nn.Linear(d_model, d_ff, bias=bias)  # gate
         self.w3 = nn.Linear(d_model, d_ff, bias=bias)  # up
         self.w2 = nn.Linear(d_ff, d_model, bias=bias)  # down
@@ -79,11 +102,14 @@ class SwiGLU(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (..., d_model) -> (..., d_model)."""
+        _check_input(x, self.d_model)
         return self.dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
 
 
 def make_mlp(kind: str, d_model: int, d_ff: int, bias: bool = True, dropout: float = 0.0) -> nn.Module:
-    """``"swiglu"`` -> SwiGLU; ``"relu"``, ``"gelu"``, ``"gelu_tanh"`` -> MLP with that activation."""
+    """``"swiglu"`` -> SwiGLU; ``"relu"``, ``"gelu"``, ``"gelu_tanh"``, ``"silu"`` -> MLP with that activation."""
+    if kind not in MLP_KINDS:
+        raise ValueError(f"kind must be one of {MLP_KINDS}, got {kind!r}")
     if kind == "swiglu":
         return SwiGLU(d_model, d_ff, bias=bias, dropout=dropout)
     return MLP(d_model, d_ff, activation=kind, bias=bias, dropout=dropout)
