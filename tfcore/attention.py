@@ -40,8 +40,9 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
     """
     require_float("x", x)
     require_int("dim", dim)
-    if not -max(x.dim(), 1) <= dim < max(x.dim(), 1):
-        raise ValueError(f"dim must lie in [{-max(x.dim(), 1)}, {max(x.dim(), 1)}) for x of shape {tuple(x.shape)}, got {dim}")
+    n = max(x.dim(), 1)
+    if not -n <= dim < n:
+        raise ValueError(f"dim must lie in [{-n}, {n}) for x of shape {tuple(x.shape)}, got {dim}")
     row_max = x.amax(dim=dim, keepdim=True)
     # A row of only -inf has max -inf; use 0 there so that exp(-inf - 0) = 0, not NaN.
     row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))

@@ -12,7 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tfcore._checks import require_float, require_int, require_integer_dtype, require_ndim, require_number, require_same_size
+from tfcore._checks import (
+    require_float,
+    require_int,
+    require_integer_dtype,
+    require_ndim,
+    require_number,
+    require_same_size,
+)
 
 IGNORE_INDEX = -100  # targets equal to this are left out of the loss (padding, unmasked MLM positions)
 

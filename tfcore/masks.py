@@ -192,8 +192,10 @@ def check_mask(mask: Tensor, scores_shape: tuple[int, ...] | torch.Size, device:
     if not fits:
         hint = ""
         if len(shape) == 2 and len(target) == 4 and shape == (target[0], target[3]):
-            hint = ": a 2-axis mask means (T_q, T_k); a key padding mask (B, T_k) must be (B, 1, 1, T_k) (padding_mask builds it)"
-        raise ValueError(f"{name} of shape {shape} does not broadcast to the scores' shape {target} (..., T_q, T_k){hint}")
+            hint = (": a 2-axis mask means (T_q, T_k); a key padding mask (B, T_k) must be (B, 1, 1, T_k) "
+                    "(padding_mask builds it)")
+        raise ValueError(f"{name} of shape {shape} does not broadcast to the scores' shape {target} (..., T_q, T_k)"
+                         f"{hint}")
     if device is not None and mask.device != device:
         raise ValueError(f"{name} is on {mask.device} but the scores are on {device}")
 

@@ -15,7 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tfcore._checks import require_float, require_min_ndim, require_ndim, require_number, require_positive_int, require_same_size
+from tfcore._checks import (
+    require_float,
+    require_min_ndim,
+    require_ndim,
+    require_number,
+    require_positive_int,
+    require_same_size,
+)
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
