@@ -69,8 +69,10 @@ class Block(nn.Module):
         cache: KVCache | None = None,
         cross_cache: KVCache | None = None,
     ) -> Tensor:
-        """x: (B, T, d_model). mask, is_causal: for self-attention, mask broadcastable to
-        (B, h, T, T_k). source: encoder output (B, T_src, d_model); source_mask: (B, 1, 1, T_src)."""
+        """x: (B, T, d_model). mask, is_causal: for self-attention, mask (T, T_k) or 4 axes
+        broadcasting to (B, h, T, T_k) (the rule: ``tfcore.masks``). source: encoder output
+        (B, T_src, d_model); source_mask: (B, 1, 1, T_src). A block without cross-attention
+        refuses source and source_mask rather than ignore them."""
         if self.cross_attn is not None and source is None:
             raise ValueError("this decoder block has cross-attention: pass source=encoder output (B, T_src, d_model)")
         if self.cross_attn is None and (source is not None or source_mask is not None):

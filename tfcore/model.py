@@ -258,9 +258,10 @@ class Transformer(nn.Module):
 
         lengths: (B,) real lengths of right-padded ``tokens`` (key padding). source,
         source_lengths: the encoder's input for encoder-decoder models (or pass its output
-        as ``memory``). mask: an extra bool mask broadcastable to (B, h, T, T_k), ANDed with the
-        model's own: in a decoder it can only hide more than the causal mask (e.g. a block-diagonal
-        mask for packed sequences); a prefix-LM is an encoder given ``prefix_lm_mask``.
+        as ``memory``). mask: an extra bool mask, (T, T_k) or 4 axes broadcasting to
+        (B, h, T, T_k) (the rule: ``tfcore.masks``), ANDed with the model's own: in a decoder it
+        can only hide more than the causal mask (e.g. a block-diagonal mask for packed
+        sequences); a prefix-LM is an encoder given ``prefix_lm_mask``.
         cache: a ``ModelCache`` for decoding. check_ids: see ``embed_tokens``.
         Arguments the architecture has no use for (``source`` for a decoder-only model, ...) are
         refused, not ignored. Checks read shapes only, except the ids' range (see ``check_ids``).
