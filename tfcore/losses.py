@@ -30,7 +30,8 @@ def lm_loss(logits: Tensor, tokens: Tensor, ignore_index: int = IGNORE_INDEX) ->
     logits: (B, T, V) floating point; tokens: (B, T) ids in [0, V) or ``ignore_index``. Position
     t predicts token t + 1, so the last logit and the first token have no partner. Targets equal
     to ``ignore_index`` are skipped. Ids out of range raise a ValueError naming them on the CPU;
-    on a GPU that check would wait for the device at every step, so PyTorch's own assert fires.
+    on a GPU that check would wait for the device at every step (and under torch.compile it
+    would split the graph), so there PyTorch's own assert fires instead.
     """
     _check_logits_targets(logits, tokens, "tokens", ignore_index)
     if tokens.shape[1] < 2:
@@ -49,7 +50,8 @@ def _check_logits_targets(logits: Tensor, targets: Tensor, name: str, ignore_ind
     require_same_size(name, targets.shape[0], "logits", logits.shape[0], "B")
     require_same_size(name, targets.shape[1], "logits", logits.shape[1], "T")
     v = logits.shape[-1]
-    if targets.device.type == "cpu" and targets.numel():  # on the CPU the check costs no wait for a device
+    # on the CPU the check costs no wait for a device; under torch.compile it would split the graph
+    if targets.device.type == "cpu" and targets.numel() and not torch.compiler.is_compiling():
         bad = ((targets < 0) | (targets >= v)) & (targets != ignore_index)
         if bad.any():
             found = targets[bad]
