@@ -266,3 +266,15 @@ def test_digit_task_needs_at_least_one_digit():
     with pytest.raises(ValueError, match="length must be a positive integer, got 0"):
         digit_task_batch("copy", 3, 0)  # used to return a (B, 1) decoder input for a (B, 0) target
 
+
+
+def test_losses_trace_to_one_graph():
+    """The CPU id-range check is skipped under torch.compile: a value read would split the graph."""
+    import torch._dynamo as dynamo
+
+    logits, tokens = rand(2, 6, 9, seed=1), torch.randint(9, (2, 6), generator=torch.Generator().manual_seed(2))
+    for loss in (lm_loss, mlm_loss):
+        dynamo.reset()
+        explained = dynamo.explain(loss)(logits, tokens)
+        assert explained.graph_break_count == 0, [str(b.reason).splitlines()[0] for b in explained.break_reasons]
+    dynamo.reset()
