@@ -387,7 +387,7 @@ class MultiHeadAttention(nn.Module):
         require_float("source", source)
         if source.dtype != weight.dtype and not torch.is_autocast_enabled(source.device.type):
             raise TypeError(f"source has dtype {source.dtype} but the layer's weights have {weight.dtype}")
-        require_same_size("source", source.shape[-1], "the layer", self.k_proj.in_features, "d_model")
+        require_same_size("source", source.shape[-1], "the layer", self.d_model, "d_model")
         require_same_size("source", source.shape[0], "x", x.shape[0], "B")
         require_nonempty("source", source, "(B, T_k, d_model)")
 

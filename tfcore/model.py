@@ -420,10 +420,7 @@ def sample(logits: Tensor, temperature: float = 1.0, top_k: int | None = None,
     tokens whose probabilities sum to at least p. Both renormalise what they keep, top_k first.
     ``sampling_probs`` returns the distribution drawn from.
     """
-    require_ndim("logits", logits, 2, "(B, V)")
-    if not logits.is_floating_point():
-        raise TypeError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
-    _check_sampling(temperature, top_k, top_p, logits.shape[1])
+    _check_sampling(temperature, top_k, top_p, _vocab_size_of(logits))
     return _draw(logits, temperature, top_k, top_p, generator)
 
 
@@ -434,13 +431,18 @@ def sampling_probs(logits: Tensor, temperature: float = 1.0, top_k: int | None =
     temperature > 0 (0 means greedy: no distribution to return). Tokens that top_k or top_p
     leave out get probability 0; the others are renormalised.
     """
-    require_ndim("logits", logits, 2, "(B, V)")
-    if not logits.is_floating_point():
-        raise TypeError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
-    _check_sampling(temperature, top_k, top_p, logits.shape[1])
+    _check_sampling(temperature, top_k, top_p, _vocab_size_of(logits))
     if temperature == 0:
         raise ValueError("temperature=0 is greedy decoding (the argmax), not a distribution: pass temperature > 0")
     return _filtered_probs(logits, temperature, top_k, top_p)
+
+
+def _vocab_size_of(logits: Tensor) -> int:
+    """V of floating-point logits (B, V)."""
+    require_ndim("logits", logits, 2, "(B, V)")
+    if not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
+    return logits.shape[1]
 
 
 def _check_sampling(temperature: float, top_k: int | None, top_p: float | None, vocab_size: int) -> None:
