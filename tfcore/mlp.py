@@ -70,10 +70,11 @@ def _check_sizes(d_model: int, d_ff: int, dropout: float) -> None:
 
 
 def _check_input(x: Tensor, d_model: int) -> None:
-    """x: (..., d_model) floating point (shape and dtype only: no values read)."""
-    require_min_ndim("x", x, 1, "(..., d_model)")
-    require_float("x", x)
-    require_same_size("x", x.shape[-1], "the layer", d_model, "d_model")
+    """x: (..., d_model) floating point (shape and dtype only: no values read; one test, details on failure)."""
+    if not (isinstance(x, Tensor) and x.dim() >= 1 and x.shape[-1] == d_model and x.is_floating_point()):
+        require_min_ndim("x", x, 1, "(..., d_model)")
+        require_float("x", x)
+        require_same_size("x", x.shape[-1], "the layer", d_model, "d_model")
 
 
 class MLP(nn.Module):

@@ -30,9 +30,11 @@ def _check(x: Tensor, weight: Tensor | None, bias: Tensor | None = None) -> None
 
 
 def _check_layer_input(x: Tensor, d_model: int) -> None:
-    require_min_ndim("x", x, 1, "(..., d_model)")
-    require_float("x", x)
-    require_same_size("x", x.shape[-1], "the layer", d_model, "d_model")
+    """x: (..., d_model) floating point; one test on the hot path, the details only on failure."""
+    if not (isinstance(x, Tensor) and x.dim() >= 1 and x.shape[-1] == d_model and x.is_floating_point()):
+        require_min_ndim("x", x, 1, "(..., d_model)")
+        require_float("x", x)
+        require_same_size("x", x.shape[-1], "the layer", d_model, "d_model")
 
 
 def _check_eps(eps: float) -> float:
