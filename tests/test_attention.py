@@ -333,3 +333,35 @@ def test_multi_head_attention_is_permutation_equivariant(t, seed, n_kv):
     x = rand(2, t, 16, seed=seed)
     perm = torch.randperm(t)
     torch.testing.assert_close(mha(x[:, perm]), mha(x)[:, perm])
+
+
+# ---------------------------------------------------------------------------------------------
+# leading axes, empty axes, scale
+
+
+def test_leading_axes_of_size_one_broadcast_like_repeating_them():
+    """k, v shared by every batch element (B=1) is documented broadcasting, equal to repeating them."""
+    q, k, v = rand(3, 2, 4, 8, seed=1), rand(1, 2, 6, 8, seed=2), rand(1, 2, 6, 8, seed=3)
+    torch.testing.assert_close(attention(q, k, v), attention(q, k.expand(3, -1, -1, -1), v.expand(3, -1, -1, -1)))
+
+
+@pytest.mark.parametrize("k_shape,v_shape,message", [
+    ((3, H, TK, D), (3, H, TK, D), "k has B=3 but q has B=2"),
+    ((B, 2, TK, D), (B, 2, TK, D), "k has h=2 but q has h=3"),
+    ((B, H, TK, D), (4, H, TK, D), "v has B=4 but q has B=2"),
+])
+def test_leading_axes_that_do_not_broadcast_name_the_axis_and_both_sizes(k_shape, v_shape, message):
+    with pytest.raises(ValueError, match=message):
+        attention(rand(B, H, TQ, D), rand(*k_shape), rand(*v_shape))
+
+
+def test_no_keys_is_refused_rather_than_a_silent_zero_output():
+    with pytest.raises(ValueError, match="k has T_k=0"):
+        attention(rand(B, H, TQ, D), rand(B, H, 0, D), rand(B, H, 0, D))
+
+
+@pytest.mark.parametrize("scale", [0.0, -0.5, float("nan"), float("inf")])
+def test_a_scale_that_is_not_a_positive_number_is_refused(scale):
+    with pytest.raises(ValueError, match="scale must"):
+        attention(*qkv(), scale=scale)
+

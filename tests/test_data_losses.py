@@ -214,3 +214,67 @@ def test_digit_task_targets(task):
 def test_digit_task_rejects_unknown_task():
     with pytest.raises(ValueError, match="task must be 'reverse', 'sort' or 'copy'"):
         digit_task_batch("add", 2, 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# values that used to give nonsense
+
+
+def test_lm_loss_takes_int32_ids_and_names_ids_out_of_range():
+    logits, tokens = rand(2, 6, 9, seed=1), torch.randint(9, (2, 6), generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(lm_loss(logits, tokens.int()), lm_loss(logits, tokens))
+    tokens[1, 3] = 9  # == V: the last logit axis has no entry for it
+    with pytest.raises(ValueError, match=r"tokens must be ids in \[0, V=9\).*from 9 to 9"):
+        lm_loss(logits, tokens)
+    tokens[1, 3] = IGNORE_INDEX  # ignore_index is not an id out of range
+    assert torch.isfinite(lm_loss(logits, tokens))
+
+
+def test_perplexity_of_a_cross_entropy_and_its_limits():
+    assert perplexity(0.0) == 1.0
+    assert perplexity(torch.tensor(math.log(65.0))) == pytest.approx(65.0)  # a 0-d tensor is one number
+    assert perplexity(800.0) == math.inf  # beyond float64, not an OverflowError
+    for bad in (-1e-3, float("nan")):
+        with pytest.raises(ValueError, match="loss must be a cross-entropy, a number >= 0"):
+            perplexity(bad)
+
+
+def test_mlm_mask_keeps_its_own_mask_id_and_extreme_probabilities():
+    tokens = torch.randint(10, (8, 50), generator=torch.Generator().manual_seed(0))
+    inputs, targets = mlm_mask(tokens, 10, 10, p=0.0, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(inputs, tokens) and (targets == IGNORE_INDEX).all()  # p = 0: nothing chosen
+    inputs, targets = mlm_mask(tokens, 10, 10, p=1.0, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(targets, tokens)  # p = 1: every position chosen
+    with pytest.raises(ValueError, match="mask_id=3 must be an id of its own, >= vocab_size=10"):
+        mlm_mask(tokens, 3, 10)  # [MASK] would look like the real token 3
+
+
+def test_char_tokenizer_decode_refuses_ids_outside_the_vocabulary():
+    tok = CharTokenizer(list("abc"))
+    assert tok.decode([0, 2, 1]) == tok.decode(torch.tensor([0, 2, 1])) == "acb"
+    assert tok.decode([]) == ""
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, vocab_size=3\), got -1 at position 1"):
+        tok.decode([0, -1])  # a negative id used to wrap around to the last character
+    with pytest.raises(ValueError, match="chars must not repeat a character"):
+        CharTokenizer(list("abca"))
+
+
+def test_digit_task_needs_at_least_one_digit():
+    source, decoder_input, target = digit_task_batch("copy", 3, 1, torch.Generator().manual_seed(0))
+    assert source.shape == decoder_input.shape == target.shape == (3, 1)
+    assert (decoder_input == DIGIT_BOS).all()
+    with pytest.raises(ValueError, match="length must be a positive integer, got 0"):
+        digit_task_batch("copy", 3, 0)  # used to return a (B, 1) decoder input for a (B, 0) target
+
+
+
+def test_losses_trace_to_one_graph():
+    """The CPU id-range check is skipped under torch.compile: a value read would split the graph."""
+    import torch._dynamo as dynamo
+
+    logits, tokens = rand(2, 6, 9, seed=1), torch.randint(9, (2, 6), generator=torch.Generator().manual_seed(2))
+    for loss in (lm_loss, mlm_loss):
+        dynamo.reset()
+        explained = dynamo.explain(loss)(logits, tokens)
+        assert explained.graph_break_count == 0, [str(b.reason).splitlines()[0] for b in explained.break_reasons]
+    dynamo.reset()

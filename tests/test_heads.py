@@ -266,6 +266,65 @@ def test_fully_masked_rows_give_zeros_in_every_backend(backend):
     torch.testing.assert_close(out[:1], ref, atol=1e-5, rtol=1e-5)
 
 
+BAD_ATTEND_CALLS = {  # wrong calls every backend must refuse, with the same exception and message
+    "integer mask": lambda: dict(mask=torch.ones(3, 5, dtype=torch.long)),
+    "(B, T_k) padding mask": lambda: dict(mask=torch.ones(2, 5, dtype=torch.bool)),
+    "(B, 1, T_k) mask": lambda: dict(mask=torch.ones(2, 1, 5, dtype=torch.bool)),
+    "(T_k,) mask": lambda: dict(mask=torch.ones(5, dtype=torch.bool)),
+    "mask of wrong T_k": lambda: dict(mask=torch.ones(2, 1, 1, 4, dtype=torch.bool)),
+    "causal with T_q > T_k": lambda: dict(q=torch.randn(2, 4, 6, 8), is_causal=True),
+    "no keys": lambda: dict(k=torch.randn(2, 2, 0, 8), v=torch.randn(2, 2, 0, 8)),
+    "fewer query heads than kv heads": lambda: dict(q=torch.randn(2, 1, 3, 8)),
+    "k batch 1": lambda: dict(k=torch.randn(1, 2, 5, 8), v=torch.randn(1, 2, 5, 8)),
+    "scale 0": lambda: dict(scale=0.0),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ATTEND_CALLS))
+def test_every_backend_refuses_the_same_calls_with_the_same_message(case):
+    args = dict(q=torch.randn(2, 4, 3, 8), k=torch.randn(2, 2, 5, 8), v=torch.randn(2, 2, 5, 8), mask=None,
+                is_causal=False, scale=None)
+    args.update(BAD_ATTEND_CALLS[case]())
+    errors = {}
+    for backend in ("naive", "sdpa", "tiled", "triton"):  # triton: refused before its kernels are needed
+        with pytest.raises((ValueError, TypeError)) as info:
+            attend(**args, backend=backend)
+        errors[backend] = (type(info.value), str(info.value))
+    assert len(set(errors.values())) == 1, errors
+
+
+@pytest.mark.parametrize("backend,mask,accepts", [
+    ("tiled", lambda: torch.ones(3, 5, dtype=torch.bool), "'naive' and 'sdpa' take every mask"),
+    ("tiled", lambda: torch.zeros(2, 1, 1, 5), "'naive' and 'sdpa' take every mask"),
+    ("tiled", lambda: torch.ones(2, 1, 3, 5, dtype=torch.bool), "'naive' and 'sdpa' take every mask"),
+    ("triton", lambda: padding_mask([5, 3], 5), "'tiled' also takes a bool key padding mask"),
+    ("triton", lambda: causal_mask(3, 5), "'naive' and 'sdpa' take every mask"),
+])
+def test_a_backend_that_takes_fewer_masks_names_those_that_take_it(backend, mask, accepts):
+    q, k, v = torch.randn(2, 4, 3, 8), torch.randn(2, 2, 5, 8), torch.randn(2, 2, 5, 8)
+    m = mask()
+    attend(q, k, v, m, False, None, "naive")  # a valid mask: the naive and sdpa backends take it
+    attend(q, k, v, m, False, None, "sdpa")
+    with pytest.raises(ValueError, match=accepts):
+        attend(q, k, v, m, False, None, backend)
+
+
+def test_tiled_takes_a_key_padding_mask_shared_by_the_batch():
+    q, k, v = torch.randn(2, 4, 3, 8), torch.randn(2, 2, 5, 8), torch.randn(2, 2, 5, 8)
+    shared = padding_mask([4], 5)  # (1, 1, 1, T_k)
+    expected, _ = attend(q, k, v, shared, False, None, "naive")
+    torch.testing.assert_close(attend(q, k, v, shared, False, None, "tiled")[0], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_cross_attention_source_is_checked_against_the_layer_and_the_queries():
+    mha = make_mha()
+    x = rand(2, 3, D_MODEL)
+    with pytest.raises(ValueError, match="source has d_model=8 but the layer has d_model=16"):
+        mha(x, source=rand(2, 4, 8))
+    with pytest.raises(ValueError, match="source has B=1 but x has B=2"):
+        mha(x, source=rand(1, 4, D_MODEL))  # would broadcast one source over the batch
+
+
 def test_attend_rejects_unknown_backend_and_weights_from_fused_kernels():
     q = torch.zeros(1, 2, 3, 4)
     with pytest.raises(ValueError, match="backend must be one of"):

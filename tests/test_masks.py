@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from tfcore.masks import (
     block_diagonal_mask,
     causal_mask,
+    check_mask,
     combine_masks,
     cross_attention_mask,
     padding_mask,
@@ -197,3 +198,70 @@ def test_additive_and_boolean_masks_give_the_same_attention():
 def test_to_additive_rejects_float_masks():
     with pytest.raises(TypeError, match="mask must be bool"):
         to_additive(torch.zeros(3, 3))
+
+
+# ---------------------------------------------------------------------------------------------
+# the mask rule (check_mask): (T_q, T_k) or full rank, bool or float, never int
+
+
+SCORES = (2, 4, 5, 7)  # (B, h, T_q, T_k)
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (1, 7), (5, 1), (2, 1, 1, 7), (2, 1, 5, 7), (1, 4, 5, 7), (2, 4, 5, 7),
+                                   (1, 1, 1, 1)])
+@pytest.mark.parametrize("dtype", [torch.bool, torch.float32, torch.float64, torch.float16])
+def test_check_mask_accepts_every_documented_shape_and_dtype(shape, dtype):
+    check_mask(torch.zeros(shape, dtype=dtype), SCORES)  # no error
+    # and each of them does broadcast against the scores without changing their shape
+    assert torch.broadcast_shapes(shape, SCORES) == SCORES
+
+
+@pytest.mark.parametrize("shape,why", [
+    ((7,), "has 1 axis"),  # broadcasts, but a (T_k,) vector is refused: say (B, 1, 1, T_k) or (T_q, T_k)
+    ((2, 1, 7), "head axis h=4"),  # broadcasts when B == h or B == 1: would hide keys per head, not per sequence
+    ((4, 5, 7), "head axis h=4"),
+    ((2, 7), r"\(B, 1, 1, T_k\)"),  # a key padding mask given as (B, T_k)
+    ((1, 2, 4, 5, 7), "does not broadcast"),
+    ((5, 6), "does not broadcast"),
+])
+def test_check_mask_refuses_shapes_that_broadcast_but_mean_something_else(shape, why):
+    with pytest.raises(ValueError, match=why):
+        check_mask(torch.ones(shape, dtype=torch.bool), SCORES)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8, torch.int8])
+def test_check_mask_refuses_integer_masks_instead_of_guessing(dtype):
+    """1 means "attend" in some libraries and "hide" in others: refused, with both fixes named."""
+    with pytest.raises(TypeError, match=r"mask\.bool\(\) if 1 means attend, mask == 0 if 1 means hide"):
+        check_mask(torch.ones(5, 7, dtype=dtype), SCORES)
+
+
+def test_check_mask_reads_no_values():
+    """Shapes, dtype and device only: a mask on the meta device (no data at all) passes."""
+    check_mask(torch.ones(2, 1, 1, 7, dtype=torch.bool, device="meta"), SCORES, torch.device("meta"))
+    with pytest.raises(ValueError, match="mask is on meta but the scores are on cpu"):
+        check_mask(torch.ones(5, 7, dtype=torch.bool, device="meta"), SCORES, torch.device("cpu"))
+
+
+def test_combine_masks_refuses_ranks_that_would_land_on_the_wrong_axis():
+    """(B, 1, T) & (B, 1, 1, T) broadcasts to (B, B, 1, T): the batch axis on the head axis."""
+    with pytest.raises(ValueError, match="mask 0 of shape \\(2, 1, 5\\) has 3 axes but another mask has 4"):
+        combine_masks(torch.ones(2, 1, 5, dtype=torch.bool), padding_mask([5, 3], 5))
+    with pytest.raises(ValueError, match="do not broadcast together"):
+        combine_masks(causal_mask(4), padding_mask([5, 3], 5))
+    # (T, T) with any 4-axis mask stays allowed
+    assert combine_masks(causal_mask(5), padding_mask([5, 3], 5)).shape == (2, 1, 5, 5)
+
+
+def test_padding_mask_names_the_argument_it_was_given_as():
+    with pytest.raises(ValueError, match=r"source_lengths must lie in \[0, T=4\]"):
+        cross_attention_mask([7], 4)
+    with pytest.raises(ValueError, match=r"lengths has B=0 entries"):
+        padding_mask(torch.zeros(0, dtype=torch.long))
+
+
+@pytest.mark.parametrize("fill", [float("inf"), float("nan"), 0.0, 5.0])
+def test_to_additive_refuses_a_fill_that_does_not_hide(fill):
+    with pytest.raises(ValueError, match="fill must be -inf or a negative number"):
+        to_additive(causal_mask(3), fill=fill)
+

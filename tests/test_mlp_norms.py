@@ -212,8 +212,10 @@ def test_mlp_matches_torch_sequential(activation, phi):
 def test_make_mlp_kinds_and_errors():
     assert isinstance(make_mlp("swiglu", 8, 16), SwiGLU)
     assert make_mlp("relu", 8, 16).activation == "relu"
+    with pytest.raises(ValueError, match=r"kind must be one of \('relu', 'gelu', 'gelu_tanh', 'silu', 'swiglu', 'geglu', 'geglu_tanh'\)"):
+        make_mlp("tanh", 8, 16)  # the argument is make_mlp's kind, so the message names kind
     with pytest.raises(ValueError, match="activation must be one of"):
-        make_mlp("tanh", 8, 16)
+        MLP(8, 16, activation="tanh")
 
 
 @pytest.mark.parametrize("kind", ["gelu", "relu", "swiglu"])
@@ -246,3 +248,21 @@ def test_attention_is_not_token_independent():
     x = rand(1, 5, 4, seed=1)
     jac = torch.autograd.functional.jacobian(lambda inp: mha(inp)[0], x)[:, :, 0]
     assert jac[0, :, 3, :].abs().max() > 1e-6
+
+
+def test_norms_refuse_a_negative_eps_and_a_weight_that_would_broadcast():
+    x = rand(3, 8, seed=1, dtype=torch.float32)
+    torch.testing.assert_close(layer_norm(x, None, None, eps=0.0), F.layer_norm(x, (8,), eps=0.0))  # eps = 0 is fine
+    for make in (lambda: layer_norm(x, None, None, eps=-1e-5), lambda: LayerNorm(8, eps=-1e-5),
+                 lambda: rms_norm(x, None, eps=-1e-6), lambda: RMSNorm(8, eps=-1e-6)):
+        with pytest.raises(ValueError, match=r"eps must lie in \[0, inf\)"):
+            make()
+    with pytest.raises(ValueError, match=r"weight must have shape \(d_model,\) = \(8,\)"):
+        layer_norm(x, torch.ones(3, 8), None)  # (3, 8) broadcasts against x: a different gain per token
+
+
+@pytest.mark.parametrize("make", [lambda: MLP(8, 0), lambda: SwiGLU(8, 0), lambda: make_mlp("gelu", 8, 0)])
+def test_an_mlp_without_hidden_units_is_refused(make):
+    with pytest.raises(ValueError, match="d_ff must be a positive integer, got 0"):
+        make()  # it would output the bias only, whatever the input
+

@@ -20,6 +20,7 @@ from tfcore.model import (
     gpt2_config,
     llama_config,
     sample,
+    sampling_probs,
 )
 
 V = 19  # tiny_config's vocab_size
@@ -153,7 +154,8 @@ def test_decoding_steps_read_nothing_back_from_the_device(case):
     model = tiny_model(seed=4, **case)
     prompt = random_tokens(2, 3, V, seed=5)
     source = random_tokens(2, 6, V, seed=6) if case.get("architecture") == "encoder-decoder" else None
-    for kw in (dict(temperature=0.0), dict(temperature=1.0, top_k=5), dict(temperature=0.0, use_cache=False)):
+    for kw in (dict(temperature=0.0), dict(temperature=1.0, top_k=5), dict(temperature=0.0, use_cache=False),
+               dict(temperature=0.8, top_p=0.9)):
         for new_tokens in (2, 30):  # 30 also crops the context (max_seq_len 24) and refills the cache
             CountReads.reads = 0
             with CountReads():
@@ -185,6 +187,98 @@ def test_sample_greedy_and_top_k():
     g = torch.Generator().manual_seed(0)
     draws = torch.cat([sample(logits, 1.0, top_k=2, generator=g) for _ in range(200)], dim=1)
     assert set(draws[0].tolist()) == {1, 3} and set(draws[1].tolist()) == {0, 3}
+
+
+def nucleus_reference(logits: list[float], temperature: float, top_k: int | None, top_p: float) -> list[float]:
+    """Top-k then top-p in float64 Python, by the definition: the smallest set of the most likely
+    tokens whose probabilities sum to at least p, renormalised (ties: the lower id first)."""
+    import math
+
+    z = [x / temperature for x in logits]
+    order = sorted(range(len(z)), key=lambda i: (-z[i], i))
+    if top_k is not None:
+        order = order[:top_k]
+    top = max(z[i] for i in order)
+    weights = {i: math.exp(z[i] - top) for i in order}
+    total = sum(weights.values())
+    probs = {i: w / total for i, w in weights.items()}
+    # (when rounding leaves the total just under p = 1, every token is kept)
+    size = next((m for m in range(1, len(order) + 1) if sum(probs[i] for i in order[:m]) >= top_p), len(order))
+    kept = order[:size]
+    mass = sum(probs[i] for i in kept)
+    return [probs[i] / mass if i in kept else 0.0 for i in range(len(z))]
+
+
+def far_from_boundaries(row: list[float], temperature: float, top_k: int | None, top_p: float) -> bool:
+    """True when no cumulative sum of the sorted probabilities lies within 1e-4 of p (float32 cannot
+    decide such a boundary the way float64 does)."""
+    probs = sorted(nucleus_reference(row, temperature, top_k, 1.0), reverse=True)
+    total = 0.0
+    for q in probs:
+        total += q
+        if abs(total - top_p) < 1e-4:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 2.0])
+@pytest.mark.parametrize("top_k", [None, 6])
+@pytest.mark.parametrize("top_p", [0.05, 0.3, 0.5, 0.8, 0.95, 0.999])
+def test_top_p_matches_a_float64_reference(temperature, top_k, top_p):
+    logits = torch.randn(16, 13, generator=torch.Generator().manual_seed(int(top_p * 1000)), dtype=torch.float64) * 2
+    rows = [row for row in logits.tolist() if far_from_boundaries(row, temperature, top_k, top_p)]
+    assert len(rows) >= 8, "too many rows near a boundary for the test to mean anything"
+    got = sampling_probs(torch.tensor(rows, dtype=torch.float32), temperature, top_k, top_p)
+    expected = torch.tensor([nucleus_reference(row, temperature, top_k, top_p) for row in rows], dtype=torch.float32)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+    assert torch.equal(got > 0, expected > 0)  # exactly the same tokens kept
+
+
+def test_top_p_one_keeps_every_token_even_the_tiny_ones():
+    """p = 1 is plain sampling: a float32 running sum reaches 1.0 before the last tokens, which
+    must still be kept (probabilities ~1e-13 here)."""
+    logits = torch.tensor([[10.0, 9.0, 8.0, -20.0, -21.0], [0.0, 0.0, 0.0, 0.0, -25.0]])
+    probs = sampling_probs(logits, top_p=1.0)
+    assert (probs > 0).all()
+    torch.testing.assert_close(probs, torch.softmax(logits.double(), dim=-1).float(), atol=1e-7, rtol=1e-5)
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    many = logits.repeat(500, 1)
+    assert torch.equal(sample(many, top_p=1.0, generator=g1), sample(many, generator=g2))
+
+
+def test_tiny_top_p_is_greedy():
+    logits = torch.randn(64, 17, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    for temperature in (0.5, 1.0, 3.0):
+        assert torch.equal(sample(logits, temperature, top_p=1e-6, generator=g), logits.argmax(dim=-1, keepdim=True))
+    model = tiny_model(seed=2)
+    prompt = random_tokens(3, 4, V, seed=1)
+    assert torch.equal(model.generate(prompt, 6, temperature=1.3, top_p=1e-6, generator=g),
+                       model.generate(prompt, 6, temperature=0.0))
+
+
+def test_top_p_draws_follow_the_nucleus_distribution():
+    """20,000 draws of one row: every frequency within 5 standard deviations of the reference
+    probability, and no token outside the nucleus ever drawn."""
+    row = [2.0, 1.5, 1.0, 0.4, 0.0, -0.5, -3.0]
+    expected = torch.tensor(nucleus_reference(row, 1.0, None, 0.8), dtype=torch.float64)
+    n = 20_000
+    draws = sample(torch.tensor([row]).repeat(n, 1), top_p=0.8, generator=torch.Generator().manual_seed(1))
+    freq = torch.bincount(draws.flatten(), minlength=len(row)).double() / n
+    assert (freq[expected == 0] == 0).all() and (expected == 0).sum() >= 2
+    sd = (expected * (1 - expected) / n).sqrt()
+    assert ((freq - expected).abs() <= 5 * sd + 1e-12).all(), (freq, expected)
+
+
+def test_generate_passes_top_p_through():
+    """generate(top_p=p) draws each token from sampling_probs(..., top_p=p) of the model's logits."""
+    model = tiny_model(seed=3)
+    prompt = random_tokens(1, 5, V, seed=2)
+    out = model.generate(prompt, 1, temperature=0.9, top_p=0.6, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        probs = sampling_probs(model(prompt)[:, -1], 0.9, top_p=0.6)
+    expected = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(out[:, -1:], expected) and probs[0, out[0, -1]] > 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,6 +424,51 @@ def test_architecture_specific_errors():
         tiny_model(architecture="encoder").generate(random_tokens(1, 4, V), 2)
     with pytest.raises(ValueError, match="top_k must lie in"):
         tiny_model().generate(random_tokens(1, 4, V), 2, top_k=V + 1)
+
+
+def test_arguments_an_architecture_would_ignore_are_refused():
+    """source= given to a decoder-only or encoder-only model used to be silently ignored."""
+    tokens = random_tokens(2, 4, V)
+    for architecture in ("decoder", "encoder"):
+        model = tiny_model(architecture=architecture)
+        for kw in (dict(source=tokens), dict(source_lengths=torch.tensor([4, 4])), dict(memory=torch.randn(2, 4, 16))):
+            with pytest.raises(ValueError, match=f"given to a model with architecture='{architecture}'"):
+                model(tokens, **kw)
+    with pytest.raises(ValueError, match="source given to a decoder-only model"):
+        tiny_model().generate(tokens, 2, source=tokens)
+    with pytest.raises(ValueError, match="generates from a source"):
+        tiny_model(architecture="encoder-decoder").generate(tokens, 2)
+
+
+def test_lengths_and_masks_of_the_wrong_shape_are_refused_not_broadcast():
+    model = tiny_model()
+    tokens = random_tokens(2, 6, V)
+    with pytest.raises(ValueError, match="lengths has B=1 but tokens has B=2"):
+        model(tokens, lengths=torch.tensor([3]))  # a (1,) padding mask would broadcast over both rows
+    with pytest.raises(ValueError, match="head axis"):
+        model(tokens, mask=torch.ones(2, 1, 6, dtype=torch.bool))
+    with pytest.raises(ValueError, match="source has B=1 but tokens has B=2"):
+        tiny_model(architecture="encoder-decoder")(tokens, source=random_tokens(1, 5, V))
+
+
+def test_generate_refuses_negative_counts_and_temperatures_and_allows_zero():
+    model, prompt = tiny_model(), random_tokens(2, 3, V)
+    assert torch.equal(model.generate(prompt, 0), prompt)
+    with pytest.raises(ValueError, match="max_new_tokens must be an integer >= 0, got -1"):
+        model.generate(prompt, -1)  # used to return the prompt as if nothing were asked
+    with pytest.raises(ValueError, match=r"temperature must lie in \[0, inf\), got -1.0"):
+        model.generate(prompt, 2, temperature=-1.0)  # used to sample from the inverted distribution
+
+
+def test_config_refuses_values_that_give_nan_or_nonsense():
+    for overrides, match in ((dict(n_encoder_layers=-1), "n_encoder_layers must be a positive integer"),
+                             (dict(positions="rope", rope_base=0.0), r"rope_base must lie in \(0, inf\)"),
+                             (dict(attention_scale=float("nan")), "attention_scale must be a finite number"),
+                             (dict(dropout=1.0), r"dropout must lie in \[0, 1\)"),
+                             (dict(n_heads=4, n_kv_heads=8), "n_kv_heads=8 exceeds n_heads=4"),
+                             (dict(n_layers=True), "n_layers must be a positive integer")):
+        with pytest.raises(ValueError, match=match):
+            tiny_config(**overrides)
 
 
 # ---------------------------------------------------------------------------------------------

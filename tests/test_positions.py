@@ -277,3 +277,27 @@ def test_learned_positions_look_up_the_table_and_refuse_beyond_max_len():
     torch.testing.assert_close(lp(torch.arange(8)), lp.table.weight)
     with pytest.raises(ValueError, match=r"position 8 is beyond the learned table \(max_len=8\)"):
         lp(torch.arange(9))
+
+
+@pytest.mark.parametrize("base", [0.0, -10000.0, float("nan"), float("inf")])
+def test_position_tables_refuse_a_base_that_is_not_a_positive_number(base):
+    for make in (lambda: sinusoidal(4, 8, base), lambda: rope(torch.randn(3, 8), torch.arange(3), base)):
+        with pytest.raises(ValueError, match="base must"):
+            make()
+
+
+def test_relative_biases_refuse_fewer_keys_than_queries():
+    with pytest.raises(ValueError, match="t_q=5, t_k=3"):
+        alibi_bias(4, 5, 3)
+    with pytest.raises(ValueError, match="t_k must be >= t_q"):
+        T5RelativeBias(4)(5, 3)
+
+
+def test_t5_buckets_at_the_smallest_valid_sizes():
+    """n_buckets=4 bidirectional: two buckets per direction, one exact (offset 0) and one for the rest."""
+    offsets = torch.arange(-6, 7)
+    b = t5_bucket(offsets, n_buckets=4, max_distance=2)
+    assert b.tolist() == [1] * 6 + [0] + [3] * 6
+    with pytest.raises(ValueError, match="max_distance must be larger than the 1 offsets"):
+        t5_bucket(offsets, n_buckets=4, max_distance=1)
+

@@ -5,8 +5,10 @@
     O = A V                    output,  (..., T_q, d_v)
 
 Masks follow one rule everywhere in tfcore: a boolean mask is True where a query
-may attend to a key; a float mask is added to the scores (0 keeps, -inf hides).
-A row whose keys are all hidden gets zero weights and a zero output, not NaN.
+may attend to a key; a float mask is added to the scores (0 keeps, -inf hides);
+its shape is (T_q, T_k) or has as many axes as the scores (the full rule, and what
+is refused: ``tfcore.masks``). A row whose keys are all hidden gets zero weights and
+a zero output, not NaN.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ import torch
 from torch import Tensor
 
 from tfcore._checks import (
-    broadcast_shape,
     require_float,
+    require_int,
     require_min_ndim,
+    require_nonempty,
+    require_positive_number,
     require_same_device_dtype,
     require_same_size,
 )
-from tfcore.masks import causal_mask
+from tfcore.masks import causal_mask, check_mask
 
 
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
@@ -35,6 +39,10 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
     x: any shape, floating point. Returns the same shape.
     """
     require_float("x", x)
+    require_int("dim", dim)
+    n = max(x.dim(), 1)
+    if not -n <= dim < n:
+        raise ValueError(f"dim must lie in [{-n}, {n}) for x of shape {tuple(x.shape)}, got {dim}")
     row_max = x.amax(dim=dim, keepdim=True)
     # A row of only -inf has max -inf; use 0 there so that exp(-inf - 0) = 0, not NaN.
     row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
@@ -46,16 +54,15 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
 def apply_mask(scores: Tensor, mask: Tensor | None) -> Tensor:
     """Hide the scores a mask forbids.
 
-    scores: (..., T_q, T_k). mask: bool (True = may attend) or float (added),
-    broadcastable to scores. Returns masked scores of the same shape.
+    scores: (..., T_q, T_k). mask: bool (True = may attend) or float (added), of shape
+    (T_q, T_k) or with as many axes as the scores (the rule: ``tfcore.masks``).
+    Returns masked scores of the same shape.
     """
     if mask is None:
         return scores
-    broadcast_shape("mask", mask.shape, scores.shape, "(..., T_q, T_k)")
+    check_mask(mask, scores.shape, scores.device)
     if mask.dtype == torch.bool:
         return scores.masked_fill(~mask, float("-inf"))
-    if not mask.is_floating_point():
-        raise TypeError(f"mask must be bool (True = may attend) or float (added to scores), got {mask.dtype}")
     return scores + mask.to(scores.dtype)
 
 
@@ -70,11 +77,12 @@ def scaled_dot_product_attention(
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Attention ``softmax(q k^T * scale + mask) v`` with every intermediate explicit.
 
-    q: (..., T_q, d), k: (..., T_k, d), v: (..., T_k, d_v); leading axes broadcast,
-    typically (B, h). mask: bool (True = may attend) or additive float, broadcastable
-    to (..., T_q, T_k). is_causal: query i sees keys j <= i + (T_k - T_q), i.e. the
-    causal mask is aligned to the last key, as when decoding with a KV cache.
-    scale: defaults to 1 / sqrt(d).
+    q: (..., T_q, d), k: (..., T_k, d), v: (..., T_k, d_v); leading axes broadcast
+    (equal or 1), typically (B, h). mask: bool (True = may attend) or additive float,
+    (T_q, T_k) or with as many axes as the scores (..., T_q, T_k): the rule is in
+    ``tfcore.masks``. is_causal: query i sees keys j <= i + (T_k - T_q), i.e. the
+    causal mask is aligned to the last key, as when decoding with a KV cache (T_k >= T_q).
+    scale: a positive number, default 1 / sqrt(d).
 
     Returns the output (..., T_q, d_v), and the weights (..., T_q, T_k) if
     ``return_weights``. Fully masked query rows give zero weights and zero output.
@@ -85,8 +93,10 @@ def scaled_dot_product_attention(
     require_same_device_dtype(("q", "k", "v"), (q, k, v))
     require_same_size("k", k.shape[-1], "q", q.shape[-1], "d_head")
     require_same_size("v", v.shape[-2], "k", k.shape[-2], "T_k")
-    if scale is None:
-        scale = 1.0 / math.sqrt(q.shape[-1])
+    require_nonempty("k", k, "(T_k, d_head)")
+    require_nonempty("q", q, "(T_q, d_head)")
+    _require_broadcastable_leading_axes(q, k, v)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else require_positive_number("scale", scale)
 
     scores = torch.matmul(q, k.transpose(-2, -1)) * scale  # (..., T_q, T_k)
     scores = apply_mask(scores, mask)
@@ -96,3 +106,20 @@ def scaled_dot_product_attention(
     weights = softmax(scores, dim=-1)  # each row sums to 1 (or is all zero if fully masked)
     out = torch.matmul(weights, v)  # (..., T_q, d_v)
     return (out, weights) if return_weights else out
+
+
+def _require_broadcastable_leading_axes(q: Tensor, k: Tensor, v: Tensor) -> None:
+    """Raise unless the leading axes (everything before (T, d), e.g. (B, h)) of q, k, v are equal or 1."""
+    lead = {"q": q.shape[:-2], "k": k.shape[:-2], "v": v.shape[:-2]}
+    n = max(len(x) for x in lead.values())
+    names = ("B", "h")[-n:] if n <= 2 else tuple(f"axis {i}" for i in range(n))
+    for axis in range(1, n + 1):  # right-aligned, as broadcasting is
+        sizes = {name: shape[-axis] for name, shape in lead.items() if len(shape) >= axis}
+        big = {name: size for name, size in sizes.items() if size != 1}
+        if len(set(big.values())) > 1:
+            a, size_a = next(iter(big.items()))  # dicts keep the order q, k, v
+            b, size_b = next((name, size) for name, size in big.items() if size != size_a)
+            axis_name = names[-axis]
+            raise ValueError(f"{b} has {axis_name}={size_b} but {a} has {axis_name}={size_a}: "
+                             "the axes before (T, d) must be equal or 1 (broadcast)")
+

@@ -13,7 +13,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from tfcore.heads import KVCache, MultiHeadAttention
-from tfcore.mlp import make_mlp
+from tfcore.mlp import MLP_KINDS, make_mlp
 from tfcore.norms import make_norm
 
 PLACEMENTS = ("pre", "post", "parallel")
@@ -56,6 +56,8 @@ class Block(nn.Module):
         super().__init__()
         if placement not in PLACEMENTS:
             raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
+        if mlp not in MLP_KINDS:
+            raise ValueError(f"mlp must be one of {MLP_KINDS}, got {mlp!r}")
         if placement == "parallel" and cross_attention:
             raise ValueError("placement='parallel' has no place for cross-attention: use 'pre' or 'post'")
         qkv_bias, out_bias, mlp_bias, norm_bias = (bias if b is None else b for b in (qkv_bias, out_bias, mlp_bias, norm_bias))
@@ -79,10 +81,16 @@ class Block(nn.Module):
         cache: KVCache | None = None,
         cross_cache: KVCache | None = None,
     ) -> Tensor:
-        """x: (B, T, d_model). mask, is_causal: for self-attention, mask broadcastable to
-        (B, h, T, T_k). source: encoder output (B, T_src, d_model); source_mask: (B, 1, 1, T_src)."""
+        """x: (B, T, d_model). mask, is_causal: for self-attention, mask (T, T_k) or 4 axes
+        broadcasting to (B, h, T, T_k) (the rule: ``tfcore.masks``). source: encoder output
+        (B, T_src, d_model); source_mask: (B, 1, 1, T_src). A block without cross-attention
+        refuses source and source_mask rather than ignore them."""
         if self.cross_attn is not None and source is None:
             raise ValueError("this decoder block has cross-attention: pass source=encoder output (B, T_src, d_model)")
+        if self.cross_attn is None and (source is not None or source_mask is not None):
+            given = [n for n, v in (("source", source), ("source_mask", source_mask)) if v is not None]
+            raise ValueError(f"{', '.join(given)} given to a block without cross-attention, which would ignore it: "
+                             "build it with cross_attention=True (decoder_block)")
 
         def self_attention(h: Tensor) -> Tensor:
             return self.attn(h, mask=mask, is_causal=is_causal, cache=cache)

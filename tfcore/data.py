@@ -12,7 +12,7 @@ from importlib import resources
 import torch
 from torch import Tensor
 
-from tfcore._checks import require_ndim, require_positive_int
+from tfcore._checks import require_integer_dtype, require_ndim, require_number, require_positive_int
 
 
 def load_shakespeare() -> str:
@@ -27,8 +27,18 @@ class CharTokenizer:
 
     chars: list[str]
 
+    def __post_init__(self) -> None:
+        chars = list(self.chars)
+        if not chars or not all(isinstance(c, str) and len(c) == 1 for c in chars):
+            raise ValueError(f"chars must be a non-empty list of single characters, got {chars[:10]!r}")
+        if len(set(chars)) != len(chars):
+            repeated = sorted({c for c in chars if chars.count(c) > 1})
+            raise ValueError(f"chars must not repeat a character (each needs one id), got {repeated} twice or more")
+
     @classmethod
     def from_text(cls, text: str) -> "CharTokenizer":
+        if not isinstance(text, str) or not text:
+            raise ValueError(f"text must be a non-empty str, got {text!r:.40}")
         return cls(sorted(set(text)))
 
     @property
@@ -37,6 +47,8 @@ class CharTokenizer:
 
     def encode(self, text: str) -> Tensor:
         """str -> (len(text),) int64 ids; unknown characters raise a ValueError naming them."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
         index = {c: i for i, c in enumerate(self.chars)}
         unknown = sorted(set(text) - index.keys())
         if unknown:
@@ -44,12 +56,24 @@ class CharTokenizer:
         return torch.tensor([index[c] for c in text], dtype=torch.long)
 
     def decode(self, ids: Tensor | list[int]) -> str:
-        """(T,) ids -> str."""
-        return "".join(self.chars[int(i)] for i in ids)
+        """(T,) ids in [0, vocab_size) -> str (a tensor or a list of ints)."""
+        if isinstance(ids, str):
+            raise TypeError("ids must be a (T,) tensor or a list of integer ids, got a str: encode text, decode ids")
+        ids = torch.as_tensor(ids)
+        if ids.numel() == 0:
+            return ""
+        require_ndim("ids", ids, 1, "(T,)")
+        require_integer_dtype("ids", ids, "integer ids")
+        values = ids.tolist()
+        bad = next(((n, i) for n, i in enumerate(values) if not 0 <= i < len(self.chars)), None)
+        if bad is not None:
+            raise ValueError(f"ids must lie in [0, vocab_size={len(self.chars)}), got {bad[1]} at position {bad[0]}")
+        return "".join(self.chars[i] for i in values)
 
 
 def shakespeare_splits(val_fraction: float = 0.1) -> tuple[CharTokenizer, Tensor, Tensor]:
-    """(tokenizer, train ids, validation ids): the last ``val_fraction`` of the text is held out."""
+    """(tokenizer, train ids, validation ids): the last ``val_fraction`` (in (0, 1)) of the text is held out."""
+    require_number("val_fraction", val_fraction, 0, 1, low_open=True, high_open=True)
     text = load_shakespeare()
     tok = CharTokenizer.from_text(text)
     ids = tok.encode(text)
@@ -63,6 +87,7 @@ def random_batch(data: Tensor, batch_size: int, block_size: int, generator: torc
     Feed ``batch[:, :-1]`` and predict ``batch[:, 1:]`` (or use ``lm_loss`` on the whole window).
     """
     require_ndim("data", data, 1, "(N,)")
+    require_integer_dtype("data", data, "token ids")
     require_positive_int("batch_size", batch_size)
     require_positive_int("block_size", block_size)
     if len(data) <= block_size + 1:
@@ -83,6 +108,8 @@ def induction_batch(batch_size: int, half_len: int, vocab_size: int, generator: 
     row b then ends with a random segment of length L_b in [min_half_len, half_len] written
     twice, after 2 (half_len - L_b) random filler tokens. ``return_lengths``: also return L (B,).
     """
+    for name, value in (("batch_size", batch_size), ("half_len", half_len), ("vocab_size", vocab_size)):
+        require_positive_int(name, value)
     if min_half_len is None:
         first = torch.randint(vocab_size, (batch_size, half_len), generator=generator)
         tokens, lengths = torch.cat((first, first), dim=1), torch.full((batch_size,), half_len)
@@ -100,6 +127,8 @@ def induction_batch(batch_size: int, half_len: int, vocab_size: int, generator: 
 
 def copy_batch(batch_size: int, length: int, vocab_size: int, generator: torch.Generator | None = None) -> Tensor:
     """A random sequence, a separator (id ``vocab_size``), the same sequence again: (B, 2 * length + 1)."""
+    for name, value in (("batch_size", batch_size), ("length", length), ("vocab_size", vocab_size)):
+        require_positive_int(name, value)
     seq = torch.randint(vocab_size, (batch_size, length), generator=generator)
     sep = torch.full((batch_size, 1), vocab_size)
     return torch.cat((seq, sep, seq), dim=1)
@@ -114,8 +143,10 @@ def digit_task_batch(
     """A toy transduction task on digit strings for encoder-decoder models.
 
     task: "reverse" | "sort" | "copy". Returns source (B, L), decoder input (B, L) =
-    [BOS, y_0, ..., y_{L-2}] (teacher forcing) and target (B, L) = y.
+    [BOS, y_0, ..., y_{L-2}] (teacher forcing) and target (B, L) = y. batch_size, length >= 1.
     """
+    require_positive_int("batch_size", batch_size)
+    require_positive_int("length", length)
     source = torch.randint(10, (batch_size, length), generator=generator)
     if task == "reverse":
         target = source.flip(1)

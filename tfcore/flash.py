@@ -99,10 +99,10 @@ def _check_inputs(q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | No
 
 
 def _resolve_scale(scale: float | None, d_head: int) -> float:
-    """``scale`` or the default 1 / sqrt(d_head); must be a positive number."""
+    """``scale`` or the default 1 / sqrt(d_head); must be a finite positive number."""
     if scale is None:
         return 1.0 / math.sqrt(d_head)
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < math.inf:
         raise ValueError(f"scale must be a positive number or None, got {scale!r}")
     return float(scale)
 
@@ -475,6 +475,9 @@ def flash_attention_steps(
     require_same_size("k", k.shape[1], "q", q.shape[1], "d_head")
     require_same_size("v", v.shape[1], "q", q.shape[1], "d_head")
     require_same_size("v", v.shape[0], "k", k.shape[0], "T_k")
+    for name, size, axis in (("q", q.shape[0], "T_q"), ("k", k.shape[0], "T_k"), ("q", q.shape[1], "d_head")):
+        if size == 0:
+            raise ValueError(f"{name} has {axis}=0; attention needs at least one element on that axis")
     block_k = require_positive_int("block_k", block_k)
     scale = _resolve_scale(scale, q.shape[1])
     q, k, v = q.detach(), k.detach(), v.detach()

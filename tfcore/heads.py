@@ -16,10 +16,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tfcore._checks import require_ndim, require_positive_int, require_same_size
+from tfcore._checks import (
+    require_choice,
+    require_float,
+    require_ndim,
+    require_nonempty,
+    require_number,
+    require_positive_int,
+    require_positive_number,
+    require_same_device_dtype,
+    require_same_size,
+)
 from tfcore.attention import scaled_dot_product_attention
-from tfcore.masks import causal_mask, combine_masks, to_additive
-from tfcore.positions import rope
+from tfcore.masks import causal_mask, check_mask, combine_masks, to_additive
+from tfcore.positions import ROPE_LAYOUTS, rope
 
 BACKENDS = ("naive", "sdpa", "tiled", "triton")
 
@@ -66,6 +76,10 @@ class KVCache:
     k_buffer: Tensor | None = field(default=None, repr=False)  # (B, h_kv, capacity, d_head)
     v_buffer: Tensor | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        if self.max_length is not None:
+            require_positive_int("max_length", self.max_length)
+
     @property
     def k(self) -> Tensor | None:
         return None if self.k_buffer is None else self.k_buffer[:, :, :self.length]
@@ -81,8 +95,11 @@ class KVCache:
     def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Add the new (B, h_kv, T_new, d_head) keys/values; return everything cached."""
         require_ndim("k", k, 4, "(B, h_kv, T_new, d_head)")
-        if v.shape != k.shape:
-            raise ValueError(f"v has shape {tuple(v.shape)} but k has {tuple(k.shape)}")
+        if not (isinstance(v, Tensor) and v.shape == k.shape and v.dtype == k.dtype and v.device == k.device):
+            require_ndim("v", v, 4, "(B, h_kv, T_new, d_head)")
+            if v.shape != k.shape:
+                raise ValueError(f"v has shape {tuple(v.shape)} but k has {tuple(k.shape)}")
+            require_same_device_dtype(("k", "v"), (k, v))
         batch, n_kv_heads, t_new, d_head = k.shape
         if self.k_buffer is not None and (batch, n_kv_heads, d_head) != self.k_buffer.shape[:2] + self.k_buffer.shape[3:]:
             held = self.k_buffer.shape
@@ -119,6 +136,7 @@ class ModelCache:
     @classmethod
     def empty(cls, n_layers: int, max_length: int | None = None) -> "ModelCache":
         """Empty caches for ``n_layers`` layers; ``max_length`` caps the self-attention buffers."""
+        require_positive_int("n_layers", n_layers)
         return cls([KVCache(max_length=max_length) for _ in range(n_layers)],
                    [KVCache(static=True) for _ in range(n_layers)])
 
@@ -137,15 +155,40 @@ def attend(
     backend: str = "naive",
     return_weights: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
-    """Run attention with one of the backends. q (B, h, T_q, d); k, v (B, h_kv, T_k, d).
+    """Run attention with one of the backends. q (B, h, T_q, d); k, v (B, h_kv, T_k, d), h a multiple of h_kv.
 
-    mask: bool or additive float, broadcastable to (B, h, T_q, T_k). Returns the output
-    (B, h, T_q, d) and the weights (B, h, T_q, T_k) when asked (``"naive"`` only).
+    mask: bool or additive float, (T_q, T_k) or 4 axes broadcasting to (B, h, T_q, T_k); the
+    rule, and which masks each backend takes, are in ``tfcore.masks``. is_causal needs
+    T_k >= T_q. Returns the output (B, h, T_q, d) and the weights (B, h, T_q, T_k) when asked
+    (``"naive"`` only). Every backend accepts and refuses the same calls, except where a
+    backend takes fewer masks; it then says which backends take it.
     """
+    _check_qkv(q, k, v)
+    if scale is not None:
+        require_positive_number("scale", scale)
+    if mask is not None:
+        check_mask(mask, (q.shape[0], q.shape[1], q.shape[2], k.shape[2]), q.device)
+    return _attend(q, k, v, mask, is_causal, scale, backend, return_weights)
+
+
+def _attend(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | None,
+    is_causal: bool,
+    scale: float | None,
+    backend: str,
+    return_weights: bool,
+) -> tuple[Tensor, Tensor | None]:
+    """``attend`` for q, k, v and mask already checked (``MultiHeadAttention`` builds q, k, v itself)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if return_weights and backend != "naive":
         raise ValueError(f"attention weights are only materialised by the 'naive' backend, not {backend!r}")
+    if is_causal and k.shape[2] < q.shape[2]:
+        raise ValueError(f"is_causal needs T_k >= T_q (the keys include every query position), "
+                         f"got q with T_q={q.shape[2]} and k with T_k={k.shape[2]}")
     n_rep = q.shape[1] // k.shape[1]
     if backend == "naive":
         out = scaled_dot_product_attention(
@@ -170,26 +213,50 @@ def attend(
             q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), attn_mask=mask, scale=scale
         )
         return out, None
-    key_padding = _key_padding_from(mask, k.shape[0], k.shape[2], backend)
     if backend == "tiled":
         from tfcore.flash import flash_attention
 
+        key_padding = _key_padding_from(mask, k.shape[0], k.shape[2])
         return flash_attention(q, k, v, is_causal=is_causal, key_padding_mask=key_padding, scale=scale), None
+    if mask is not None:
+        raise ValueError(
+            f"the 'triton' backend accepts is_causal only, no mask; got a {mask.dtype} mask of shape "
+            f"{tuple(mask.shape)}: 'tiled' also takes a bool key padding mask (B, 1, 1, T_k), "
+            "'naive' and 'sdpa' take every mask"
+        )
     from tfcore.triton_flash import triton_attention
 
-    if key_padding is not None:
-        raise ValueError("the 'triton' backend supports causal masking only, not padding masks")
     return triton_attention(q, k, v, is_causal=is_causal, scale=scale), None
 
 
-def _key_padding_from(mask: Tensor | None, batch: int, t_k: int, backend: str) -> Tensor | None:
-    """The tiled kernels take only a key padding mask (B, T_k): accept (B, 1, 1, T_k) bool masks."""
+def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
+    """The checks every backend shares: q (B, h, T_q, d); k, v (B, h_kv, T_k, d), h a multiple of h_kv."""
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        require_ndim(name, x, 4, "(B, h, T, d_head)" if name == "q" else "(B, h_kv, T_k, d_head)")
+        require_float(name, x)
+    require_same_device_dtype(("q", "k", "v"), (q, k, v))
+    require_same_size("k", k.shape[0], "q", q.shape[0], "B")
+    require_same_size("k", k.shape[3], "q", q.shape[3], "d_head")
+    for axis, (name, size) in enumerate((("B", k.shape[0]), ("h_kv", k.shape[1]), ("T_k", k.shape[2]))):
+        require_same_size("v", v.shape[axis], "k", size, name)
+    require_nonempty("q", q, "(B, h, T_q, d_head)")
+    require_nonempty("k", k, "(B, h_kv, T_k, d_head)")
+    h, h_kv = q.shape[1], k.shape[1]
+    if h < h_kv:
+        raise ValueError(f"q has h={h} query heads but k has h_kv={h_kv} key/value heads: each key/value head "
+                         "serves a group of query heads, so h must be a multiple of h_kv (q and k swapped?)")
+    if h % h_kv:
+        raise ValueError(f"q has h={h} query heads, which is not a multiple of k's h_kv={h_kv} key/value heads")
+
+
+def _key_padding_from(mask: Tensor | None, batch: int, t_k: int) -> Tensor | None:
+    """The tiled kernels take only a key padding mask (B, T_k): accept bool (B or 1, 1, 1, T_k) masks."""
     if mask is None:
         return None
-    if mask.dtype != torch.bool or mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[2] != 1:
+    if mask.dtype != torch.bool or mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[2] != 1 or mask.shape[3] != t_k:
         raise ValueError(
-            f"the {backend!r} backend accepts is_causal and a bool key padding mask (B, 1, 1, T_k) only, "
-            f"got a {mask.dtype} mask of shape {tuple(mask.shape)}: use backend='naive' or 'sdpa'"
+            f"the 'tiled' backend accepts is_causal and a bool key padding mask (B, 1, 1, T_k) only, "
+            f"got a {mask.dtype} mask of shape {tuple(mask.shape)}: backends 'naive' and 'sdpa' take every mask"
         )
     return mask[:, 0, 0, :].expand(batch, t_k)
 
@@ -218,11 +285,23 @@ class MultiHeadAttention(nn.Module):
         """``bias`` covers W_Q, W_K, W_V, and W_O unless ``out_bias`` says otherwise; d_head None: d_model / n_heads."""
         super().__init__()
         n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+        for name, value in (("d_model", d_model), ("n_heads", n_heads), ("n_kv_heads", n_kv_heads)):
+            require_positive_int(name, value)
         if d_head is None and d_model % n_heads:
             raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        if n_kv_heads > n_heads:
+            raise ValueError(f"n_kv_heads={n_kv_heads} exceeds n_heads={n_heads}: each key/value head serves a "
+                             "group of query heads, so n_kv_heads must divide n_heads")
         if n_heads % n_kv_heads:
             raise ValueError(f"n_heads={n_heads} is not a multiple of n_kv_heads={n_kv_heads}")
+        require_number("dropout", dropout, 0, 1, high_open=True)
+        if rope_base is not None:
+            require_positive_number("rope_base", rope_base)
+        require_choice("rope_layout", rope_layout, ROPE_LAYOUTS)
+        if scale is not None:
+            require_positive_number("scale", scale)
         self.n_heads, self.n_kv_heads, self.d_head = n_heads, n_kv_heads, d_head or d_model // n_heads
+        self.d_model = d_model  # a plain int: input checks read it at every call (submodules are slower to reach)
         if rope_base is not None and self.d_head % 2:
             raise ValueError(f"RoPE rotates channel pairs, so d_head={self.d_head} must be even")
         self.q_proj = nn.Linear(d_model, n_heads * self.d_head, bias=bias)  # W_Q
@@ -246,26 +325,75 @@ class MultiHeadAttention(nn.Module):
     ) -> Tensor:
         """x: (B, T_q, d_model) queries; source: (B, T_k, d_model) for cross-attention (default x).
 
-        mask: bool (True = may attend) or additive float, broadcastable to (B, h, T_q, T_k).
+        mask: bool (True = may attend) or additive float, (T_q, T_k) or 4 axes broadcasting to
+        (B, h, T_q, T_k): the rule, and the masks each backend takes, are in ``tfcore.masks``.
         With RoPE, x's tokens sit at positions cache.length .. cache.length + T_q - 1.
         cache: a ``KVCache`` the new keys/values are appended to (decoding).
         """
-        require_ndim("x", x, 3, "(B, T, d_model)")
-        require_same_size("x", x.shape[-1], "the layer", self.q_proj.in_features, "d_model")
+        self._check_inputs(x, source, cache)
         b, t_q, _ = x.shape
-        q = self.q_proj(x).view(b, t_q, self.n_heads, self.d_head).transpose(1, 2)  # (B, h, T_q, d_head)
+        if mask is not None:  # before the cache is touched, so that a refused call leaves it as it was
+            check_mask(mask, (b, self.n_heads, t_q, self._key_length(x if source is None else source, cache)), x.device)
+        q = self._project_q(x).view(b, t_q, self.n_heads, self.d_head).transpose(1, 2)  # (B, h, T_q, d_head)
         k, v = self._keys_values(x if source is None else source, cache)
         if self.rope_base is not None and source is None:
             start = 0 if cache is None else cache.length - t_q  # the cache already holds x's keys
             q = rope(q, torch.arange(start, start + t_q, device=x.device), self.rope_base, self.rope_layout, self.rope_scaling)
         if self.capture_weights and self.backend != "naive":
             raise ValueError("capture_weights needs backend='naive' (fused kernels never form the weights)")
-        out, weights = attend(q, k, v, mask, is_causal, self.scale, self.backend, self.capture_weights)
+        out, weights = _attend(q, k, v, mask, is_causal, self.scale, self.backend, self.capture_weights)
         if self.capture_weights:
             self.last_weights = weights.detach()
         if self.head_mask is not None:
+            if self.head_mask.shape != (self.n_heads,):
+                raise ValueError(f"head_mask must have shape (h,) = ({self.n_heads},), got {tuple(self.head_mask.shape)}")
             out = out * self.head_mask.to(out)[None, :, None, None]
         return self.dropout(self.out_proj(out.transpose(1, 2).reshape(b, t_q, -1)))
+
+    @staticmethod
+    def _key_length(source: Tensor, cache: KVCache | None) -> int:
+        """T_k of this call: the source's length, plus what the cache holds."""
+        if cache is None:
+            return source.shape[1]
+        return cache.length if cache.static and cache.k is not None else cache.length + source.shape[1]
+
+    def _check_inputs(self, x: Tensor, source: Tensor | None, cache: KVCache | None) -> None:
+        """Shapes and dtypes only (no values read); one fast test on the decoding path, details only on failure.
+
+        (Module attributes such as ``self.q_proj.weight`` cost a microsecond each to reach, so the
+        test uses plain ints; a dtype that differs from the weights' is explained by ``_project_q``.)
+        """
+        d_model = self.d_model
+        if not (isinstance(x, Tensor) and x.dim() == 3 and x.shape[2] == d_model and x.is_floating_point()
+                and x.shape[0] > 0 and x.shape[1] > 0):
+            require_ndim("x", x, 3, "(B, T, d_model)")
+            require_float("x", x)
+            require_same_size("x", x.shape[-1], "the layer", d_model, "d_model")
+            require_nonempty("x", x, "(B, T, d_model)")
+        if source is not None:
+            self._check_source(x, source, self.k_proj.weight)
+        if cache is not None and not isinstance(cache, KVCache):
+            raise TypeError(f"cache must be a KVCache, got {type(cache).__name__}")
+
+    def _project_q(self, x: Tensor) -> Tensor:
+        """W_Q x; a dtype other than the weights' gets an error that says so (checked only when it fails)."""
+        try:
+            return self.q_proj(x)
+        except RuntimeError:
+            weight = self.q_proj.weight
+            if x.dtype != weight.dtype:
+                raise TypeError(f"x has dtype {x.dtype} but the layer's weights have {weight.dtype}: "
+                                f"convert one of them (x.to({weight.dtype}) or layer.to({x.dtype}))") from None
+            raise
+
+    def _check_source(self, x: Tensor, source: Tensor, weight: Tensor) -> None:
+        require_ndim("source", source, 3, "(B, T_k, d_model)")
+        require_float("source", source)
+        if source.dtype != weight.dtype and not torch.is_autocast_enabled(source.device.type):
+            raise TypeError(f"source has dtype {source.dtype} but the layer's weights have {weight.dtype}")
+        require_same_size("source", source.shape[-1], "the layer", self.d_model, "d_model")
+        require_same_size("source", source.shape[0], "x", x.shape[0], "B")
+        require_nonempty("source", source, "(B, T_k, d_model)")
 
     def _keys_values(self, source: Tensor, cache: KVCache | None) -> tuple[Tensor, Tensor]:
         """Project the source to keys and values (B, h_kv, T_k, d_head), using and filling the cache."""

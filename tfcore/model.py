@@ -18,9 +18,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tfcore._checks import (
+    require_int,
+    require_integer_dtype,
+    require_ndim,
+    require_number,
+    require_same_size,
+    require_tensor,
+)
 from tfcore.blocks import PLACEMENTS, Block
 from tfcore.heads import BACKENDS, ModelCache, MultiHeadAttention
-from tfcore.masks import combine_masks, padding_mask
+from tfcore.masks import check_mask, combine_masks, padding_mask
 from tfcore.mlp import FUSED_ACTIVATIONS, GATED
 from tfcore.norms import make_norm
 from tfcore.positions import ROPE_LAYOUTS, LearnedPositions, T5RelativeBias, alibi_bias, check_rope_scaling, sinusoidal
@@ -92,10 +100,18 @@ class TransformerConfig:
 
     def validate(self) -> None:
         """Refuse a configuration that cannot work, naming the field and the reason."""
-        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "max_seq_len"):
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "max_seq_len",
+                     "n_encoder_layers"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("bias", "tie_weights"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        require_number("dropout", self.dropout, 0, 1, high_open=True)
+        require_number("rope_base", self.rope_base, 0, None, low_open=True)
+        if self.attention_scale is not None:
+            require_number("attention_scale", self.attention_scale, 0, None, low_open=True)
         choices = {"architecture": ARCHITECTURES, "norm": ("layer", "rms"), "placement": PLACEMENTS,
                    "mlp": MLPS, "positions": POSITIONS, "rope_layout": ROPE_LAYOUTS, "backend": BACKENDS}
         for name, allowed in choices.items():
@@ -103,6 +119,8 @@ class TransformerConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.head_dim is None and self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads} (d_head = d_model / n_heads)")
+        if self.n_kv_heads > self.n_heads:
+            raise ValueError(f"n_kv_heads={self.n_kv_heads} exceeds n_heads={self.n_heads}: each key/value head serves a group of query heads")
         if self.n_heads % self.n_kv_heads:
             raise ValueError(f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.n_kv_heads} (each key/value head serves a whole group)")
         if self.positions == "rope" and self.d_head % 2:
@@ -154,6 +172,8 @@ class Transformer(nn.Module):
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
+        if not isinstance(config, TransformerConfig):
+            raise TypeError(f"config must be a TransformerConfig, got {type(config).__name__}")
         config.validate()
         self.config = c = config
         has_encoder, has_decoder = c.architecture != "decoder", c.architecture != "encoder"
@@ -227,10 +247,8 @@ class Transformer(nn.Module):
         feeds back the ids it sampled): the check reads two numbers back from the device, which
         on a GPU stalls every decoding step until the step before it has finished.
         """
-        if tokens.dim() != 2:
-            raise ValueError(f"tokens must have shape (B, T), got {tuple(tokens.shape)}")
-        if tokens.is_floating_point():
-            raise TypeError(f"tokens must be integer ids, got dtype {tokens.dtype}")
+        _check_token_batch("tokens", tokens)
+        require_int("start", start, minimum=0)
         t = tokens.shape[1]
         if start + t > self.config.max_seq_len and self.config.positions in ("learned", "sinusoidal"):
             raise ValueError(f"sequence of length {start + t} is longer than max_seq_len={self.config.max_seq_len} "
@@ -275,8 +293,11 @@ class Transformer(nn.Module):
         """Encoder stack: source tokens (B, T_src) -> states (B, T_src, d_model), every position sees every other."""
         if self.encoder is None:
             raise ValueError("this model has no encoder (architecture='decoder')")
+        _check_token_batch("source", source)
+        name = "source_lengths" if self.decoder is not None else "lengths"  # an encoder-only forward passes lengths
+        _check_lengths(name, source_lengths, source.shape[0])
         x = self.embed_tokens(source, stack="encoder", token_types=token_types)
-        mask = _with_bias(padding_mask(source_lengths, source.shape[1]) if source_lengths is not None else None,
+        mask = _with_bias(padding_mask(source_lengths, source.shape[1], name=name) if source_lengths is not None else None,
                           self._position_bias("encoder", source.shape[1], source.shape[1]))
         for block in self.encoder:
             x = block(x, mask=mask)
@@ -298,11 +319,15 @@ class Transformer(nn.Module):
 
         lengths: (B,) real lengths of right-padded ``tokens`` (key padding). source,
         source_lengths: the encoder's input for encoder-decoder models (or pass its output
-        as ``memory``). mask: an extra bool mask broadcastable to (B, h, T, T_k), ANDed with the
-        model's own: in a decoder it can only hide more than the causal mask (e.g. a block-diagonal
-        mask for packed sequences); a prefix-LM is an encoder given ``prefix_lm_mask``.
+        as ``memory``). mask: an extra bool mask, (T, T_k) or 4 axes broadcasting to
+        (B, h, T, T_k) (the rule: ``tfcore.masks``), ANDed with the model's own: in a decoder it
+        can only hide more than the causal mask (e.g. a block-diagonal mask for packed
+        sequences); a prefix-LM is an encoder given ``prefix_lm_mask``.
         cache: a ``ModelCache`` for decoding. check_ids, token_types: see ``embed_tokens``.
+        Arguments the architecture has no use for (``source`` for a decoder-only model, ...) are
+        refused, not ignored. Checks read shapes only, except the ids' range (see ``check_ids``).
         """
+        self._check_forward_args(tokens, lengths, source, source_lengths, mask, cache, memory)
         if self.decoder is None:  # encoder-only: bidirectional stack, then the unembedding
             if cache is not None:
                 raise ValueError("an encoder-only model has no KV cache: it sees the whole sequence at once")
@@ -317,7 +342,8 @@ class Transformer(nn.Module):
         t = tokens.shape[1]
         self_mask = combine_masks(mask, padding_mask(lengths, start + t) if lengths is not None else None)
         self_mask = _with_bias(self_mask, self._position_bias("decoder", t, start + t))
-        source_mask = padding_mask(source_lengths, memory.shape[1]) if memory is not None and source_lengths is not None else None
+        source_mask = padding_mask(source_lengths, memory.shape[1], name="source_lengths") \
+            if memory is not None and source_lengths is not None else None
         for n, block in enumerate(self.decoder):
             x = block(x, mask=self_mask, is_causal=True, source=memory, source_mask=source_mask,
                       cache=cache.self_attn[n] if cache else None, cross_cache=cache.cross_attn[n] if cache else None)
@@ -331,6 +357,42 @@ class Transformer(nn.Module):
         if self.mlm_dense is not None:
             x = self.mlm_norm(FUSED_ACTIVATIONS[GATED.get(self.config.mlp, self.config.mlp)](self.mlm_dense(x)))
         return self.unembed(x)
+
+    def _check_forward_args(self, tokens: Tensor, lengths: Tensor | None, source: Tensor | None,
+                            source_lengths: Tensor | None, mask: Tensor | None, cache: ModelCache | None,
+                            memory: Tensor | None) -> None:
+        """Refuse what ``forward`` would misread or ignore, naming the argument (shapes only, no values read)."""
+        _check_token_batch("tokens", tokens)
+        b, t = tokens.shape
+        arch = self.config.architecture
+        if arch != "encoder-decoder":
+            given = [n for n, v in (("source", source), ("source_lengths", source_lengths), ("memory", memory))
+                     if v is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} given to a model with architecture={arch!r}, which has no "
+                                 "cross-attention to use it: only 'encoder-decoder' models take a source")
+        else:
+            if source is not None and memory is not None:
+                raise ValueError("pass source (token ids) or memory (the encoder's output), not both")
+            if source is not None:
+                _check_token_batch("source", source)
+                require_same_size("source", source.shape[0], "tokens", b, "B")
+            if memory is not None:
+                require_ndim("memory", memory, 3, "(B, T_src, d_model)")
+                require_same_size("memory", memory.shape[0], "tokens", b, "B")
+                require_same_size("memory", memory.shape[2], "the model", self.config.d_model, "d_model")
+            if source_lengths is not None:
+                if source is None and memory is None:
+                    raise ValueError("source_lengths given without source or memory")
+                _check_lengths("source_lengths", source_lengths, b)
+        _check_lengths("lengths", lengths, b)
+        if cache is not None and not isinstance(cache, ModelCache):
+            raise TypeError(f"cache must be a ModelCache, got {type(cache).__name__}")
+        if mask is not None:
+            t_k = t + (cache.length if cache is not None else 0)
+            check_mask(mask, (b, self.config.n_heads, t, t_k), self.embed.weight.device)
+            if mask.dtype != torch.bool:
+                raise TypeError(f"mask must be bool (True = may attend): the model ANDs it with its own masks, got {mask.dtype}")
 
     def _masked_encoder(self, tokens: Tensor, lengths: Tensor | None, mask: Tensor, token_types: Tensor | None) -> Tensor:
         x = self.embed_tokens(tokens, stack="encoder", token_types=token_types)
@@ -351,21 +413,35 @@ class Transformer(nn.Module):
         use_cache: bool = True,
         source: Tensor | None = None,
         generator: torch.Generator | None = None,
+        top_p: float | None = None,
     ) -> Tensor:
-        """Sample ``max_new_tokens`` after ``prompt`` (B, T) or (T,); returns (B, T + max_new_tokens).
+        """Sample ``max_new_tokens`` (>= 0) after ``prompt`` (B, T) or (T,); returns (B, T + max_new_tokens).
 
-        temperature 0 means greedy. With ``use_cache`` each step feeds only the newest token
-        and reuses the cached keys/values; past ``max_seq_len`` the context is cropped to its
-        last half and the cache refilled.
+        temperature >= 0; 0 means greedy. top_k, top_p: see ``sample``. source: (B, T_src) ids,
+        required by an encoder-decoder model and refused by the others. With ``use_cache`` each
+        step feeds only the newest token and reuses the cached keys/values; past ``max_seq_len``
+        the context is cropped to its last half and the cache refilled. Every argument is checked
+        once, before the first step: the steps read nothing back from the device.
         """
         if self.decoder is None:
             raise ValueError("an encoder-only model does not generate: use architecture='decoder' or 'encoder-decoder'")
+        require_tensor("prompt", prompt)
+        if prompt.dim() not in (1, 2):
+            raise ValueError(f"prompt must have shape (B, T) or (T,), got {tuple(prompt.shape)}")
         tokens = prompt.unsqueeze(0) if prompt.dim() == 1 else prompt
+        _check_token_batch("prompt", tokens)
+        require_int("max_new_tokens", max_new_tokens, minimum=0)
+        _check_sampling(temperature, top_k, top_p, self.config.vocab_size)
         limit = self.config.max_seq_len
         if tokens.shape[1] > limit:
             raise ValueError(f"prompt has {tokens.shape[1]} tokens but max_seq_len={limit}")
-        if top_k is not None and not 1 <= top_k <= self.config.vocab_size:
-            raise ValueError(f"top_k must lie in [1, vocab_size={self.config.vocab_size}], got {top_k}")
+        if self.encoder is not None:
+            if source is None:
+                raise ValueError("an encoder-decoder model generates from a source: pass source=(B, T_src) token ids")
+            _check_token_batch("source", source)
+            require_same_size("source", source.shape[0], "prompt", tokens.shape[0], "B")
+        elif source is not None:
+            raise ValueError("source given to a decoder-only model, which has no encoder to read it")
         self.check_token_ids(tokens)  # once: every later id is one the model sampled, so no step reads back
         memory = self.encode(source) if self.encoder is not None else None
         cache, fed = None, 0  # fed: how many tokens of `tokens` the cache holds
@@ -379,7 +455,7 @@ class Transformer(nn.Module):
                         cache, fed = ModelCache.empty(len(self.decoder), limit), tokens.shape[1] - window.shape[1]
                     logits = self(tokens[:, fed:], memory=memory, cache=cache, check_ids=False)
                     fed = tokens.shape[1]
-                tokens = torch.cat((tokens, sample(logits[:, -1], temperature, top_k, generator)), dim=1)
+                tokens = torch.cat((tokens, _draw(logits[:, -1], temperature, top_k, top_p, generator)), dim=1)
         return tokens
 
 
@@ -405,15 +481,94 @@ def _with_bias(mask: Tensor | None, bias: Tensor | None) -> Tensor | None:
 
 
 def sample(logits: Tensor, temperature: float = 1.0, top_k: int | None = None,
-           generator: torch.Generator | None = None) -> Tensor:
-    """Next token ids (B, 1) from last-position logits (B, V); temperature 0 is greedy."""
+           generator: torch.Generator | None = None, top_p: float | None = None) -> Tensor:
+    """Next token ids (B, 1) from last-position logits (B, V).
+
+    temperature >= 0 divides the logits (0 is greedy: the argmax). top_k in [1, V] keeps the k
+    most likely tokens; top_p in (0, 1] (nucleus sampling) keeps the smallest set of most likely
+    tokens whose probabilities sum to at least p. Both renormalise what they keep, top_k first.
+    ``sampling_probs`` returns the distribution drawn from.
+    """
+    _check_sampling(temperature, top_k, top_p, _vocab_size_of(logits))
+    return _draw(logits, temperature, top_k, top_p, generator)
+
+
+def sampling_probs(logits: Tensor, temperature: float = 1.0, top_k: int | None = None,
+                   top_p: float | None = None) -> Tensor:
+    """The distribution ``sample`` draws from: (B, V) logits -> (B, V) float32 probabilities, rows sum to 1.
+
+    temperature > 0 (0 means greedy: no distribution to return). Tokens that top_k or top_p
+    leave out get probability 0; the others are renormalised.
+    """
+    _check_sampling(temperature, top_k, top_p, _vocab_size_of(logits))
     if temperature == 0:
-        return logits.argmax(dim=-1, keepdim=True)
+        raise ValueError("temperature=0 is greedy decoding (the argmax), not a distribution: pass temperature > 0")
+    return _filtered_probs(logits, temperature, top_k, top_p)
+
+
+def _vocab_size_of(logits: Tensor) -> int:
+    """V of floating-point logits (B, V)."""
+    require_ndim("logits", logits, 2, "(B, V)")
+    if not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
+    return logits.shape[1]
+
+
+def _check_sampling(temperature: float, top_k: int | None, top_p: float | None, vocab_size: int) -> None:
+    require_number("temperature", temperature, 0, None)
+    if top_k is not None and not (isinstance(top_k, int) and not isinstance(top_k, bool) and 1 <= top_k <= vocab_size):
+        raise ValueError(f"top_k must lie in [1, vocab_size={vocab_size}] (an integer), got {top_k!r}")
+    if top_p is not None:
+        require_number("top_p", top_p, 0, 1, low_open=True)
+
+
+def _filtered_probs(logits: Tensor, temperature: float, top_k: int | None, top_p: float | None) -> Tensor:
+    """Softmax of logits / temperature after top-k and top-p filtering, (B, V) float32."""
     logits = logits.float() / temperature
     if top_k is not None:
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
+    probs = F.softmax(logits, dim=-1)
+    if top_p is None or top_p >= 1:  # p = 1 keeps every token (float sums of the tail may not reach 1)
+        return probs
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of the more likely tokens
+    keep_sorted = before < top_p  # kept until the tokens before it reach p; the most likely always
+    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+    probs = probs * keep
+    return probs / probs.sum(dim=-1, keepdim=True)
+
+
+def _draw(logits: Tensor, temperature: float, top_k: int | None, top_p: float | None,
+          generator: torch.Generator | None) -> Tensor:
+    """``sample`` without the checks (``generate`` checks its arguments once, not at every step)."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    return torch.multinomial(_filtered_probs(logits, temperature, top_k, top_p), 1, generator=generator)
+
+
+def _check_token_batch(name: str, tokens: Tensor) -> None:
+    """tokens: (B, T) ids of an index dtype (int64 or int32), B, T >= 1. Shapes and dtype only."""
+    if isinstance(tokens, Tensor) and tokens.dim() == 2 and tokens.dtype in (torch.long, torch.int) \
+            and tokens.shape[0] > 0 and tokens.shape[1] > 0:
+        return  # the common case in one test (it runs at every decoding step)
+    require_ndim(name, tokens, 2, "(B, T)")
+    if tokens.dtype not in (torch.long, torch.int):
+        kind = "integer ids" if tokens.is_floating_point() else f"ids of dtype torch.long or torch.int ({name}.long())"
+        raise TypeError(f"{name} must be {kind}, got dtype {tokens.dtype}")
+    if tokens.shape[0] == 0 or tokens.shape[1] == 0:
+        raise ValueError(f"{name} has shape (B, T) = {tuple(tokens.shape)}: it needs at least one sequence of one token")
+
+
+def _check_lengths(name: str, lengths: Tensor | list[int] | None, batch: int) -> None:
+    """lengths: (B,) integers, one per sequence (their values are checked by ``padding_mask``)."""
+    if lengths is None:
+        return
+    if not isinstance(lengths, Tensor):
+        lengths = torch.as_tensor(lengths)
+    require_ndim(name, lengths, 1, "(B,)")
+    require_integer_dtype(name, lengths)
+    require_same_size(name, lengths.shape[0], "source" if name == "source_lengths" else "tokens", batch, "B")
 
 
 @contextlib.contextmanager
@@ -424,6 +579,8 @@ def capture_attention(model: Transformer) -> Iterator[dict[str, Tensor]]:
     ...     model(tokens)
     >>> weights["decoder.0.attn"].shape
     """
+    if not callable(getattr(model, "attention_layers", None)):
+        raise TypeError(f"model must be a tfcore Transformer (it lists its attention_layers()), got {type(model).__name__}")
     layers = model.attention_layers()
     saved = {name: (m.backend, m.capture_weights) for name, m in layers.items()}
     captured: dict[str, Tensor] = {}

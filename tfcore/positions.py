@@ -14,7 +14,17 @@ import math
 import torch
 from torch import Tensor, nn
 
-from tfcore._checks import require_float, require_min_ndim, require_positive_int, require_same_size
+from tfcore._checks import (
+    require_choice,
+    require_float,
+    require_int,
+    require_integer_dtype,
+    require_min_ndim,
+    require_ndim,
+    require_positive_int,
+    require_positive_number,
+    require_same_size,
+)
 
 ROPE_LAYOUTS = ("interleaved", "split_half")
 ROPE_SCALING_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
@@ -24,6 +34,7 @@ def sinusoidal(t: int, d: int, base: float = 10000.0) -> Tensor:
     """The sinusoidal table (T, d): column 2i is ``sin(pos / base^(2i/d))``, column 2i+1 the cos."""
     require_positive_int("t", t)
     require_positive_int("d", d)
+    require_positive_number("base", base)
     if d % 2:
         raise ValueError(f"d must be even for sin/cos pairs, got d={d}")
     pos = torch.arange(t, dtype=torch.float64).unsqueeze(1)  # (T, 1)
@@ -39,11 +50,18 @@ class LearnedPositions(nn.Module):
 
     def __init__(self, max_len: int, d_model: int) -> None:
         super().__init__()
+        require_positive_int("max_len", max_len)
+        require_positive_int("d_model", d_model)
         self.max_len = max_len
         self.table = nn.Embedding(max_len, d_model)
 
     def forward(self, positions: Tensor) -> Tensor:
         """positions: (T,) -> (T, d_model). The hard cap: positions must be < max_len."""
+        require_integer_dtype("positions", positions, "integer positions")
+        if positions.numel() == 0:
+            raise ValueError(f"positions is empty (shape {tuple(positions.shape)}): pass at least one position")
+        if int(positions.min()) < 0:
+            raise ValueError(f"positions must be >= 0, got {int(positions.min())}")
         if int(positions.max()) >= self.max_len:
             raise ValueError(
                 f"position {int(positions.max())} is beyond the learned table (max_len={self.max_len}): "
@@ -58,6 +76,8 @@ def rope_angles(positions: Tensor, d: int, base: float = 10000.0, scaling: dict 
     Kept in float64 (cast after cos/sin): float32 angles of large positions are off by ~1e-6 rad.
     scaling: Llama 3.1's rule (``llama3_frequencies``), a dict with the keys ``ROPE_SCALING_KEYS``.
     """
+    require_positive_int("d", d)
+    require_positive_number("base", base)
     if d % 2:
         raise ValueError(f"RoPE needs an even d_head, got d_head={d}")
     inv_freq = base ** (-torch.arange(0, d, 2, dtype=torch.float64, device=positions.device) / d)
@@ -106,8 +126,7 @@ def rope(x: Tensor, positions: Tensor, base: float = 10000.0, layout: str = "int
     if positions.dim() != 1:
         raise ValueError(f"positions must have shape (T,), got {tuple(positions.shape)}")
     require_same_size("positions", positions.shape[0], "x", x.shape[-2], "T")
-    if layout not in ROPE_LAYOUTS:
-        raise ValueError(f"layout must be one of {ROPE_LAYOUTS}, got {layout!r}")
+    require_choice("layout", layout, ROPE_LAYOUTS)
     angles = rope_angles(positions, x.shape[-1], base, scaling)  # (T, d/2)
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
     if layout == "interleaved":
@@ -135,8 +154,9 @@ def alibi_slopes(n_heads: int) -> Tensor:
 
 
 def alibi_bias(n_heads: int, t_q: int, t_k: int | None = None) -> Tensor:
-    """ALiBi's additive bias ``-m_h |i - j|``, (n_heads, T_q, T_k), queries aligned to the last key."""
+    """ALiBi's additive bias ``-m_h |i - j|``, (n_heads, T_q, T_k), queries aligned to the last key (T_k >= T_q)."""
     t_k = t_q if t_k is None else t_k
+    _check_lengths(t_q, t_k)
     i = torch.arange(t_q).unsqueeze(1) + (t_k - t_q)
     j = torch.arange(t_k).unsqueeze(0)
     distance = (i - j).abs().float()  # (T_q, T_k)
@@ -147,7 +167,11 @@ def t5_bucket(relative: Tensor, n_buckets: int = 32, max_distance: int = 128, bi
     """T5's bucket of each offset ``j - i``: exact for small offsets, logarithmic up to max_distance.
 
     relative: integer tensor of offsets (any shape). Returns bucket ids of the same shape.
+    n_buckets: at least 4 (2 unidirectional); max_distance: larger than the offsets that get a
+    bucket of their own (n_buckets / 4, or n_buckets / 2 unidirectional).
     """
+    require_integer_dtype("relative", relative, "integer offsets j - i")
+    _check_buckets(n_buckets, max_distance, bidirectional)
     buckets = torch.zeros_like(relative)
     if bidirectional:
         n_buckets //= 2
@@ -167,14 +191,37 @@ class T5RelativeBias(nn.Module):
 
     def __init__(self, n_heads: int, n_buckets: int = 32, max_distance: int = 128, bidirectional: bool = True) -> None:
         super().__init__()
+        require_positive_int("n_heads", n_heads)
+        _check_buckets(n_buckets, max_distance, bidirectional)
         self.n_buckets, self.max_distance, self.bidirectional = n_buckets, max_distance, bidirectional
         self.bias = nn.Embedding(n_buckets, n_heads)
 
     def forward(self, t_q: int, t_k: int | None = None) -> Tensor:
-        """Returns the bias (n_heads, T_q, T_k), queries aligned to the last key."""
+        """Returns the bias (n_heads, T_q, T_k), queries aligned to the last key (T_k >= T_q)."""
         t_k = t_q if t_k is None else t_k
+        _check_lengths(t_q, t_k)
         device = self.bias.weight.device
         i = torch.arange(t_q, device=device).unsqueeze(1) + (t_k - t_q)
         j = torch.arange(t_k, device=device).unsqueeze(0)
         buckets = t5_bucket(j - i, self.n_buckets, self.max_distance, self.bidirectional)
         return self.bias(buckets).permute(2, 0, 1)
+
+
+def _check_lengths(t_q: int, t_k: int) -> None:
+    """Relative biases align the T_q queries to the last of T_k >= T_q keys."""
+    require_positive_int("t_q", t_q)
+    require_positive_int("t_k", t_k)
+    if t_k < t_q:
+        raise ValueError(f"t_k must be >= t_q (the queries are the last t_q of the t_k positions), got t_q={t_q}, t_k={t_k}")
+
+
+def _check_buckets(n_buckets: int, max_distance: int, bidirectional: bool) -> None:
+    """T5 buckets: half exact (offsets 0 .. exact - 1), half logarithmic up to max_distance."""
+    smallest = 4 if bidirectional else 2
+    require_int("n_buckets", n_buckets, minimum=smallest)
+    exact = (n_buckets // 2 if bidirectional else n_buckets) // 2
+    require_int("max_distance", max_distance)
+    if max_distance <= exact:
+        raise ValueError(f"max_distance must be larger than the {exact} offsets that get a bucket of their own "
+                         f"(n_buckets={n_buckets}), got {max_distance}")
+
