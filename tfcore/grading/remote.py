@@ -547,7 +547,10 @@ class Session:
         reply = self.request({"op": "answer", "id": exercise_id})
         if reply.get("missing"):
             return False, None
-        return True, self.decode(reply.get("value"))
+        try:
+            return True, self.decode(reply.get("value"))
+        except Malformed as e:
+            raise KernelUnavailable(f"sent a reply the grader cannot read ({e})", "malformed") from None
 
     def call(self, fn: Proxy, args: tuple, kwargs: dict, monitor: tuple | None = None) -> dict:
         """Call ``fn`` in the kernel: {"value"} or {"raised"}, plus "changed" and "monitor"."""
