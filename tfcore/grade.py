@@ -233,6 +233,7 @@ def _run(nb, path: Path, report: NotebookReport, limits: sandbox.Limits, mode: s
             k = sandbox.Kernel(root, path, limits, mode=mode, kernel_name=kernel, hidden=hidden)
             report.protections = k.protections.to_dict()
             k.start()
+            report.protections = k.protections.to_dict()  # what start() learnt (unshare: read-only or not)
         except NoSuchKernel:
             raise RuntimeError(f"the kernel {kernel!r} is not installed (jupyter kernelspec list)") from None
         except sandbox.KernelStopped as e:
