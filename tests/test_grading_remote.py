@@ -316,3 +316,33 @@ def test_kernel_side_replies_are_json_text(session):
     reply = remote.serve(json.dumps({"op": "hello"}))
     assert json.loads(repr(reply)) == {"hello": 1}
     assert "error" in json.loads(remote.serve("not json").text)
+
+
+def test_a_function_of_a_model_the_check_built_gets_a_real_model(monkeypatch):
+    """find_bug(model) -> str (lesson 10): the check shares the model it built; the learner's function runs
+    hooks and forward passes on the kernel's copy, and only its verdict (a str) comes back."""
+    from tfcore.grading.lesson10 import _checklist_model
+    from tfcore.model import Transformer, TransformerConfig, capture_attention
+
+    def find_bug(model):
+        with capture_attention(model) as weights:
+            model(torch.arange(6)[None])
+        rows = next(iter(weights.values())).sum(-1)
+        return "fine" if torch.allclose(rows, torch.ones_like(rows)) else "softmax axis"
+
+    def diagnose(answer, c):
+        for kind, want in (("columns", "softmax axis"), ("healthy", "fine")):
+            model = c.share(_checklist_model(kind), _checklist_model, kind)
+            c.cases += 1
+            if c.call(answer, model, case=kind) != want:
+                c.fail(f"wrong diagnosis of the {kind} model")
+        plain = Transformer(TransformerConfig(vocab_size=11, d_model=16, n_layers=1, n_heads=2, max_seq_len=8))
+        c.cases += 1
+        if c.call(answer, plain, case="a plain model, shared without a builder") != "fine":
+            c.fail("wrong diagnosis of the plain model")
+
+    monkeypatch.setitem(grading._REGISTRY, "diagnostics.x_find", grading.Exercise(
+        "diagnostics.x_find", "a find_bug-like check", "10_diagnostics", diagnose))
+    assert check("diagnostics.x_find", find_bug).passed
+    graded = through_the_wall("diagnostics.x_find", find_bug)
+    assert graded.passed and graded.message == "passed (3 cases)"
