@@ -11,6 +11,7 @@ import ast
 import math
 
 import nbformat
+import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell
 
@@ -20,39 +21,55 @@ from tfcore.grading.predictions import Unreadable, literal, read_predictions
 
 ENTROPY, ROWS = "attention.predict_unscaled_entropy", "attention.predict_rows_sum"
 
-# prediction ID -> (right answers, wrong answers, a substring of the reasoning, the value as shown)
-CASES = {
-    ENTROPY: ([0.175, 0, 0.5, 1 / 3, "0.2", 0.6], [2.0, 4.16, math.log(64), -1.0], "sqrt(512) = 22.6", "0.175 nats"),
+# prediction ID -> (right answers, wrong answers, a substring of the reasoning, the value as shown). Other
+# test files (tests/test_grading*.py) may hold a PREDICTION_CASES table of the same form for their lessons.
+PREDICTION_CASES = {
+    ENTROPY: ([0.175, 0, 0.5, 1 / 3, 0.6, np.float32(0.2)], [2.0, 4.16, math.log(64), -1.0], "sqrt(512) = 22.6",
+              "0.175 nats"),
     ROWS: (["A", "a", "(A)", " a. ", "each row: one query's weights over the keys"], ["B", "c", "(C)"],
            "normalises over the last axis", "(A) each row"),
 }
 
 
+def all_prediction_cases() -> dict:
+    """The union of the PREDICTION_CASES tables of tests/test_grading*.py."""
+    import importlib
+    from pathlib import Path
+
+    merged: dict = {}
+    for path in sorted(Path(__file__).parent.glob("test_grading*.py")):
+        for pid, case in getattr(importlib.import_module(path.stem), "PREDICTION_CASES", {}).items():
+            assert pid not in merged, f"{pid} has entries in two files"
+            merged[pid] = case
+    return merged
+
+
+CASES = all_prediction_cases()
+
+
 def test_every_prediction_has_tests_and_sits_in_its_lesson():
-    assert set(PREDICTIONS) <= set(CASES) | _lesson_helpers_predictions()
+    missing = sorted(set(PREDICTIONS) - set(CASES))
+    assert not missing, f"predictions without a PREDICTION_CASES entry in tests/test_grading*.py: {missing}"
+    assert not set(CASES) - set(PREDICTIONS), "entries for unregistered predictions"
     for pid in PREDICTIONS:
         info = grading.exercise_info(pid)
         assert info.kind == "prediction" and pid in predictions_for_lesson(info.lesson)
         assert pid not in grading.EXERCISES and pid not in grading.exercises_for_lesson(info.lesson)
         assert pid.split(".")[1].startswith("predict_")
+    for pid, (right, wrong, why, shown) in CASES.items():
+        assert right and len(wrong) >= 2 and why and shown, pid
 
 
-def _lesson_helpers_predictions() -> set[str]:
-    """Predictions other files test (the lesson helpers add theirs with their own tests)."""
-    return {pid for pid in PREDICTIONS if not pid.startswith("attention.")}
-
-
-@pytest.mark.parametrize("pid", list(CASES))
+@pytest.mark.parametrize("pid", sorted(CASES))
 def test_right_answers_pass_with_the_reasoning(pid):
     right, _, why, shown = CASES[pid]
     for answer in right:
-        answer = float(answer) if pid == ENTROPY and isinstance(answer, str) else answer
         result = check(pid, answer)
         assert result.status == "passed", (answer, str(result))
         assert result.message.startswith("right: ") and why in result.message and shown in result.message
 
 
-@pytest.mark.parametrize("pid", list(CASES))
+@pytest.mark.parametrize("pid", sorted(CASES))
 def test_wrong_answers_fail_with_the_value_and_the_reasoning(pid):
     _, wrong, why, shown = CASES[pid]
     for answer in wrong:

@@ -186,12 +186,13 @@ def _rlimits(limits: Limits, processes: int | None) -> Callable[[], None]:
     memory, size, cpu = limits.memory_mb * 2 ** 20, limits.file_size_mb * 2 ** 20, limits.cpu_seconds
 
     def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 10))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if processes is not None:
-            resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+        wanted = [(resource.RLIMIT_AS, memory), (resource.RLIMIT_FSIZE, size), (resource.RLIMIT_CPU, cpu),
+                  (resource.RLIMIT_CORE, 0)] + ([(resource.RLIMIT_NPROC, processes)] if processes is not None else [])
+        for which, value in wanted:
+            try:
+                resource.setrlimit(which, (value, value + 10 if which == resource.RLIMIT_CPU else value))
+            except (ValueError, OSError):  # a limit this OS does not enforce (macOS: address space)
+                pass
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large write fails (EFBIG) instead of killing
 
     return apply
@@ -283,7 +284,9 @@ class Kernel:
         cmd = [a.replace("{connection_file}", str(connection_file)) for a in spec.argv]
         if cmd and cmd[0] in ("python", f"python{sys.version_info[0]}", "python%d.%d" % sys.version_info[:2]):
             cmd[0] = sys.executable
-        processes = None if os.getuid() == 0 else _user_tasks() + self.limits.processes
+        # RLIMIT_NPROC counts every task of the user (root is exempt; without /proc we cannot count them)
+        processes = None if os.getuid() == 0 or not Path("/proc/self").is_dir() else \
+            _user_tasks() + self.limits.processes
         self._log = open(self.root / "kernel.log", "wb")
         self.proc = subprocess.Popen(
             sandbox_command(self.mode, cmd, self.work, self.ipc, connection_file, self.hidden),
