@@ -175,6 +175,7 @@ def test_the_kernels_exceptions_and_in_place_changes_come_back_as_facts(session)
     ({"value": {"dict": [[{"proxy": {"ref": 1}}, 1]]}}, "cannot read"),  # a proxy as a dict key
     ({"value": 10 ** 400}, "cannot read"),
     ({"error": "serve was replaced"}, "could not serve"),
+    ({"value": {"ndarray": "header bomb"}}, "cannot read"),  # a header claiming 80 GB over 16 bytes
 ])
 def test_replies_outside_the_protocol_are_refused_without_running_anything(payload, reason, tmp_path):
     if payload.get("value") == {"ndarray": "pickle"}:
@@ -187,6 +188,12 @@ def test_replies_outside_the_protocol_are_refused_without_running_anything(paylo
 
         buf = io.BytesIO()
         np.save(buf, np.array([Evil()], dtype=object), allow_pickle=True)
+        payload = {"value": {"ndarray": base64.b64encode(buf.getvalue()).decode()}}
+
+    if payload.get("value") == {"ndarray": "header bomb"}:
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (10 ** 10,)})
+        buf.write(b"x" * 16)
         payload = {"value": {"ndarray": base64.b64encode(buf.getvalue()).decode()}}
 
     class Forged:
@@ -227,6 +234,15 @@ def test_callbacks_answer_with_data_and_refuse_kernel_objects(session):
     out, refused = reply["value"]
     assert torch.equal(out, torch.tensor([0.0, 2.0, 4.0])) and "accepts tensors" in refused
     assert len(calls) == 1 and type(calls[0]) is torch.Tensor
+
+    def flood(f):  # the grader computes the check's function: its arguments are capped
+        try:
+            f(torch.zeros(3_000_000))
+        except ValueError as e:
+            return str(e)
+
+    assert "at most 8 MB" in session.call(proxy_of(session, flood, "z.test"), (model_fn,), {})["value"]
+    assert len(calls) == 1
 
 
 # ----------------------------------------------------------------------------- the Checker's helpers

@@ -39,10 +39,12 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from numpy.lib import format as npy_format
 
 CALLBACK_PREFIX = "tfcore-callback:"
 MAX_MESSAGE_CHARS = 200_000_000  # a reply or callback larger than this is refused
 MAX_NODES = 200_000  # values per message
+MAX_CALLBACK_CHARS = 8_000_000  # arguments of one call of a check's own function, as JSON
 MAX_DEPTH = 40  # nesting of containers
 _DTYPES = {
     "bool": torch.bool, "uint8": torch.uint8, "int8": torch.int8, "int16": torch.int16, "int32": torch.int32,
@@ -78,10 +80,18 @@ def _npy_bytes(array: np.ndarray) -> str:
 
 
 def _npy_load(text: Any) -> np.ndarray:
+    """An array from ``.npy`` bytes (base64): never pickle, and never more memory than the bytes hold."""
     if not isinstance(text, str):
         raise Malformed("array data is not a string")
     try:
-        array = np.load(io.BytesIO(base64.b64decode(text, validate=True)), allow_pickle=False)
+        raw = base64.b64decode(text, validate=True)
+        buf = io.BytesIO(raw)
+        version = npy_format.read_magic(buf)
+        read_header = {(1, 0): npy_format.read_array_header_1_0, (2, 0): npy_format.read_array_header_2_0}[version]
+        shape, _, dtype = read_header(buf)
+        if dtype.hasobject or int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > len(raw):
+            raise ValueError("the header does not match the data")
+        array = np.load(io.BytesIO(raw), allow_pickle=False)
     except Exception as e:
         raise Malformed(f"unreadable array data ({type(e).__name__})") from None
     if not isinstance(array, np.ndarray) or array.dtype.hasobject or array.dtype.fields is not None \
@@ -520,7 +530,8 @@ class Session:
             raise KernelUnavailable("sent a reply that is not a JSON object", "malformed")
         if "error" in reply:
             raise KernelUnavailable(f"could not serve the grader ({_text(reply['error'])})", "malformed")
-        for key, ref in (reply.get("built") or {}).items():
+        built = reply.get("built")
+        for key, ref in (built.items() if isinstance(built, dict) else ()):
             for shared in self._shared.values():
                 if shared.key == key and type(ref) is int:
                     shared.ref = ref
@@ -536,8 +547,9 @@ class Session:
     def answers(self) -> dict[str, int]:
         """{exercise ID: version} of the answers the kernel holds."""
         reply = self.request({"op": "answers"})
+        items = reply.get("answers")
         out = {}
-        for item in reply.get("answers", [])[:10_000]:
+        for item in items[:10_000] if isinstance(items, list) else []:
             if isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and type(item[1]) is int:
                 out[item[0][:200]] = item[1]
         return out
@@ -699,7 +711,10 @@ class Session:
             array = _npy_load(body.get("npy"))
             if array.dtype.kind == "U":
                 raise Malformed("a tensor of strings")
-            t_ = torch.from_numpy(array)
+            try:
+                t_ = torch.from_numpy(array)
+            except Exception:  # noqa: BLE001  a NumPy dtype torch does not hold
+                raise Malformed(f"a tensor of dtype {array.dtype}") from None
             if dtype == torch.bfloat16 and t_.dtype == torch.float32:
                 t_ = t_.to(torch.bfloat16)
             if t_.dtype != dtype:
@@ -754,6 +769,9 @@ class Session:
 
     # --- callbacks (kernel -> grader, during a call)
     def _on_callback(self, text: str) -> str:
+        if len(text) > MAX_CALLBACK_CHARS:  # the grader computes the check's function: keep its work small
+            return json.dumps({"raised": {"type": "ValueError", "message": "the check's function accepts at most "
+                                          f"{MAX_CALLBACK_CHARS // 1_000_000} MB of arguments per call"}})
         try:
             request = _loads(text)
             fn = self._callbacks[int(request["callback"])]

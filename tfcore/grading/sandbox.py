@@ -294,7 +294,7 @@ class Kernel:
             stdout=subprocess.DEVNULL, stderr=self._log, start_new_session=True,
             preexec_fn=_rlimits(self.limits, processes))
         self._context = zmq.Context()
-        self._context.setsockopt(zmq.MAXMSGSIZE, 2 ** 31 - 1)
+        self._context.setsockopt(zmq.MAXMSGSIZE, 512 * 2 ** 20)  # a larger message disconnects the kernel
         self._context.setsockopt(zmq.LINGER, 0)
         self.client = BlockingKernelClient(context=self._context)
         self.client.load_connection_info(info)
