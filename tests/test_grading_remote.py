@@ -8,6 +8,7 @@ tests/test_grade*.py.
 from __future__ import annotations
 
 import base64
+import copy
 import io
 import json
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 import tfcore.grading as grading
 from tfcore.grading import Checker, check, remote, run_check
 from tfcore.grading.remote import KernelUnavailable, Loopback, Proxy, Session
+from tfcore.heads import MultiHeadAttention
 
 from test_grading import _stub, all_cases
 
@@ -334,6 +336,21 @@ def test_kernel_side_replies_are_json_text(session):
     assert "error" in json.loads(remote.serve("not json").text)
 
 
+class FaultyAttention(MultiHeadAttention):
+    """A swapped-in attention class with a plain attribute, as tfcore.diagnostics.BrokenAttention."""
+
+    fault = "none"
+
+    def forward(self, x, source=None, mask=None, is_causal=False, cache=None):
+        b, t, _ = x.shape
+        q, k, v = (p(x).view(b, t, -1, self.d_head).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj))
+        weights = torch.softmax(q @ k.transpose(-2, -1) / self.d_head ** 0.5, dim=-2 if self.fault == "softmax axis"
+                                else -1)
+        if self.capture_weights:
+            self.last_weights = weights.detach()
+        return self.out_proj((weights @ v).transpose(1, 2).reshape(b, t, -1))
+
+
 def test_a_function_of_a_model_the_check_built_gets_a_real_model(monkeypatch):
     """find_bug(model) -> str (lesson 10): the check shares the model it built; the learner's function runs
     hooks and forward passes on the kernel's copy, and only its verdict (a str) comes back."""
@@ -356,9 +373,31 @@ def test_a_function_of_a_model_the_check_built_gets_a_real_model(monkeypatch):
         c.cases += 1
         if c.call(answer, plain, case="a plain model, shared without a builder") != "fine":
             c.fail("wrong diagnosis of the plain model")
+        broken = copy.deepcopy(plain)  # as tfcore.diagnostics.inject_bug does: a swapped class and an attribute
+        for layer in broken.attention_layers().values():
+            layer.__class__, layer.fault = FaultyAttention, "softmax axis"
+        c.cases += 1
+        if c.call(answer, broken, case="a swapped attention class, no builder") != "softmax axis":
+            c.fail("wrong diagnosis of the broken model")
 
     monkeypatch.setitem(grading._REGISTRY, "diagnostics.x_find", grading.Exercise(
         "diagnostics.x_find", "a find_bug-like check", "10_diagnostics", diagnose))
     assert check("diagnostics.x_find", find_bug).passed
     graded = through_the_wall("diagnostics.x_find", find_bug)
-    assert graded.passed and graded.message == "passed (3 cases)"
+    assert graded.passed and graded.message == "passed (4 cases)"
+
+
+def test_a_model_that_cannot_be_rebuilt_reaches_the_learner_as_a_function(session):
+    from tfcore.model import Transformer, TransformerConfig
+
+    model = Transformer(TransformerConfig(vocab_size=11, d_model=16, n_layers=1, n_heads=2, max_seq_len=8)).eval()
+    assert remote._transformer_spec(model) == {"config": remote._transformer_spec(model)["config"], "classes": {},
+                                               "attributes": {}}
+    model.decoder[0].register_forward_hook(lambda m, a, o: o * 2)  # a hook the kernel cannot rebuild
+    assert remote._transformer_spec(model) is None
+    c = Checker("x.test", session=session)
+    tokens = torch.arange(5)[None]
+    out = c.call(proxy_of(session, lambda m, t: (type(m).__name__, m(t))), model, tokens, case="callback")
+    assert out[0] == "_Callback"
+    with torch.no_grad():
+        assert torch.allclose(out[1], model(tokens))  # the grader's model, hook included, answered the call

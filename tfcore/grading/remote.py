@@ -423,13 +423,19 @@ def _dec(x: Any, ctx: _Context) -> Any:
         with torch.random.fork_rng(devices=[]):  # building draws from the global RNG: the learner's stays as it was
             obj = fn(*args, **kwargs)
         state = _dec(body.get("state", {"dict": []}), ctx)
+        obj.train(bool(body.get("training", False)))  # before the attributes: they may set a submodule's mode
+        for name, cls in (body.get("classes") or {}).items():
+            obj.get_submodule(str(name)).__class__ = _resolve(cls)
+        for name, attrs in (_dec(body.get("attributes", {"dict": []}), ctx) or {}).items():
+            sub = obj.get_submodule(str(name))
+            for key, value in attrs.items():
+                setattr(sub, str(key), value)
         with torch.no_grad():
             if state:
                 obj.load_state_dict(state)
             for name, p in obj.named_parameters():
                 if name in body.get("frozen", []):
                     p.requires_grad_(False)
-        obj.train(bool(body.get("training", False)))
         ref = next(_REFS)
         _HANDLES[ref] = obj
         ctx.built[str(body["key"])] = ref
@@ -497,6 +503,8 @@ class _Shared:
     kwargs: dict
     key: str
     ref: int | None = None
+    classes: dict = field(default_factory=dict)  # submodule -> "module:Class" swapped in after building
+    attributes: dict = field(default_factory=dict)  # submodule -> {attribute: plain value} set after building
 
 
 class Session:
@@ -645,11 +653,12 @@ class Session:
 
     def _module_spec(self, module: torch.nn.Module) -> dict | None:
         shared = self._shared.get(id(module))
-        if shared is None and _plain_transformer(module):
-            import dataclasses
-
-            self.share(module, transformer, (dataclasses.asdict(module.config),), {})
-            shared = self._shared[id(module)]
+        if shared is None:
+            spec = _transformer_spec(module)
+            if spec is not None:
+                self.share(module, transformer, (spec["config"],), {})
+                shared = self._shared[id(module)]
+                shared.classes, shared.attributes = spec["classes"], spec["attributes"]
         if shared is not None:
             if shared.ref is not None:
                 return {"ref": shared.ref}
@@ -657,7 +666,8 @@ class Session:
             return {"build": {"key": shared.key, "fn": shared.fn, "args": [self.encode(a) for a in shared.args],
                               "kwargs": {k: self.encode(v) for k, v in shared.kwargs.items()},
                               "state": self.encode(dict(m.state_dict())), "training": m.training,
-                              "frozen": [n for n, p in m.named_parameters() if not p.requires_grad]}}
+                              "frozen": [n for n, p in m.named_parameters() if not p.requires_grad],
+                              "classes": shared.classes, "attributes": self.encode(shared.attributes)}}
         for root in list(self._shared.values()):
             for name, sub in root.module.named_modules():
                 if sub is module and name:
@@ -829,15 +839,69 @@ def _loads(text: Any) -> Any:
         raise KernelUnavailable(f"sent a reply that is not JSON ({type(e).__name__})", "malformed") from None
 
 
-def _plain_transformer(module: torch.nn.Module) -> bool:
-    """A ``tfcore.model.Transformer`` of standard parts and no hooks: rebuilt from its config, no builder needed."""
+_MISSING = object()
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape \
+            and a.dtype == b.dtype and bool(torch.equal(a, b))
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _transformer_spec(module: torch.nn.Module) -> dict | None:
+    """How the kernel rebuilds a ``tfcore.model.Transformer`` a check built, from plain data; None if it cannot.
+
+    {"config": the config as a dict, "classes": {submodule: "module:Class"} for submodules whose class
+    was swapped (e.g. ``tfcore.diagnostics.BrokenAttention``), "attributes": {submodule: {name: value}}
+    for plain public attributes (None, bool, int, float, str) that differ from a fresh build}. The
+    weights travel as the state dict. A model with hooks, a swapped class that is not importable,
+    or another kind of changed attribute is not rebuilt (it reaches the learner as a function).
+    """
+    import dataclasses
+
     try:
         from tfcore.model import Transformer
     except ImportError:  # pragma: no cover
-        return False
+        return None
     if type(module) is not Transformer or hook_count(module):
-        return False
-    return all(q.startswith(("tfcore.", "torch.nn.")) for _, q in module_types(module))
+        return None
+    config = dataclasses.asdict(module.config)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            fresh = transformer(config)
+    except Exception:  # noqa: BLE001
+        return None
+    fresh.train(module.training)
+    ours, theirs = dict(module.named_modules()), dict(fresh.named_modules())
+    if ours.keys() != theirs.keys():
+        return None
+    classes, attributes = {}, {}
+    for name, m in ours.items():
+        f = theirs[name]
+        if type(m) is not type(f):
+            try:
+                path = path_of(type(m))
+                if _resolve(path) is not type(m):
+                    return None
+            except Exception:  # noqa: BLE001
+                return None
+            classes[name] = path
+        changed = {}
+        for key, value in vars(m).items():
+            if key.startswith("_") or _same(value, vars(f).get(key, _MISSING)):
+                continue
+            if value is not None and type(value) not in (bool, int, float, str):
+                return None
+            changed[key] = value
+        if changed:
+            attributes[name] = changed
+    return {"config": config, "classes": classes, "attributes": attributes}
 
 
 class Loopback:
