@@ -70,6 +70,10 @@ def test_every_tests_for_tests_case_gives_the_same_result_through_the_wall(lesso
                    *((k, v[0]) for k, v in entry.wrong.items())]
         for name, answer in answers:
             inline, graded = check(exercise_id, answer), through_the_wall(exercise_id, answer)
+            if str(inline) != str(graded) and str(inline) != str(check(exercise_id, answer)):
+                # an answer with state of its own (a random guesser): only the verdict must agree
+                if inline.status == graded.status:
+                    continue
             if str(inline) != str(graded):
                 differ.append(f"{exercise_id} [{name}]\n  inline: {inline}\n  grader: {graded}")
     assert not differ, "\n".join(differ)

@@ -46,7 +46,6 @@ from pathlib import Path
 
 import nbformat
 
-import tfcore
 from tfcore.exercises import CHECK_CALL
 from tfcore.grading import (
     LESSONS,
@@ -354,8 +353,7 @@ def find_notebooks(target: Path) -> list[tuple[Path, str]]:
 
 def hidden_folders(targets: list[Path]) -> list[str]:
     """The graded folders, to hide from every kernel: all but those holding what a kernel needs."""
-    needed = [Path(tfcore.__file__).resolve().parents[1], Path(sys.prefix).resolve(),
-              Path(sys.executable).resolve().parent, Path(tempfile.gettempdir()).resolve()]
+    needed = sandbox.needed_paths() + [Path(tempfile.gettempdir()).resolve()]
     out = []
     for t in targets:
         folder = (t if t.is_dir() else t.parent).resolve()

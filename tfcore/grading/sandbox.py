@@ -152,6 +152,8 @@ def sandbox_command(mode: str, cmd: list[str], work: Path, ipc: Path, connection
     """``cmd`` wrapped in the ``mode`` sandbox."""
     if mode == "bwrap":
         wrap = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+        for path in _needed_under_tmp():  # a checkout or a virtual environment in /tmp stays visible
+            wrap += ["--ro-bind", path, path]
         for h in hidden:
             wrap += ["--tmpfs", h]
         wrap += ["--bind", str(work), str(work), "--bind", str(ipc), str(ipc),
@@ -163,6 +165,21 @@ def sandbox_command(mode: str, cmd: list[str], work: Path, ipc: Path, connection
                  "--propagation", "private", "--kill-child", "--", sys.executable, "-I", "-S", "-c", _UNSHARE_BOOT,
                  str(work), str(ipc), *hidden, "--"] + cmd)
     return cmd
+
+
+def needed_paths() -> list[Path]:
+    """What every kernel must see: tfcore's checkout, the Python installation and its environment."""
+    import tfcore
+
+    paths = [Path(tfcore.__file__).resolve().parents[1], Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(),
+             Path(sys.executable).resolve().parent]
+    return list(dict.fromkeys(paths))
+
+
+def _needed_under_tmp() -> list[str]:
+    """The needed paths that bwrap's fresh /tmp would hide (outermost first)."""
+    under = sorted(str(p) for p in needed_paths() if Path("/tmp") in p.parents)
+    return [p for i, p in enumerate(under) if not any(p.startswith(q + os.sep) for q in under[:i])]
 
 
 def _user_tasks() -> int:
