@@ -363,8 +363,9 @@ class Checker:
         module-level ``tfcore`` function or class; plain-data arguments) and loaded with
         ``module``'s state dict, training mode and frozen parameters. Hooks or class changes
         must come from the builder. Returns ``module``. A module that is not shared reaches
-        the learner as a function whose calls the grader answers (enough to call it); a plain
-        ``tfcore.model.Transformer`` is shared automatically.
+        the learner as a function whose calls the grader answers (enough to call it); a
+        ``tfcore.model.Transformer`` without hooks is shared automatically (its config, state
+        dict, swapped importable submodule classes and plain public attributes).
         """
         if self.session is not None:
             self.session.share(module, builder, args, kwargs)
