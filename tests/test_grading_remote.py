@@ -405,3 +405,12 @@ def test_a_model_that_cannot_be_rebuilt_reaches_the_learner_as_a_function(sessio
     assert out[0] == "_Callback"
     with torch.no_grad():
         assert torch.allclose(out[1], model(tokens))  # the grader's model, hook included, answered the call
+
+
+def test_a_string_result_is_read_as_text_in_both_modes(session):
+    for c, fn in ((Checker("x.test"), lambda: 3), (Checker("x.test", session=session), proxy_of(session, lambda: 3))):
+        assert c.text("softmax axis", "case", "a bug name") == "softmax axis"
+        with pytest.raises(grading.CheckFailed, match="returned a int on case: return a bug name"):
+            c.text(c.call(fn, case="case"), "case", "a bug name")
+        with pytest.raises(grading.CheckFailed, match="returned None"):
+            c.text(None, "case", "a bug name")

@@ -455,6 +455,16 @@ class Checker:
         self.fail(f"{self.name} returned a {_type_name(out)} on {case}: return {meaning}")
         raise AssertionError  # unreachable
 
+    def text(self, out: Any, case: str, meaning: str) -> str:
+        """A str result as ``str``; anything else fails. ``meaning`` completes "return ...",
+        e.g. "one of the strings ['mask direction', 'softmax axis', 'missing scale']"."""
+        if isinstance(out, str):
+            return out
+        if out is None:
+            self.fail(f"{self.name} returned None on {case}: is the return statement missing? Return {meaning}")
+        self.fail(f"{self.name} returned a {_type_name(out)} on {case}: return {meaning}")
+        raise AssertionError  # unreachable
+
     def compare(
         self,
         out: Any,
