@@ -505,7 +505,8 @@ def progress_main(argv: list[str] | None = None) -> int:
     if not args.folder.is_dir():
         print(f"no folder {args.folder}: run this from the course folder, or name the folder", file=sys.stderr)
         return 2
-    lessons_folder = args.lessons or args.folder.resolve().parent / "notebooks"
+    beside = args.folder.parent if args.folder.name not in ("", ".", "..") else args.folder.resolve().parent
+    lessons_folder = args.lessons or beside / "notebooks"
 
     passed = total = 0
     for key, name in LESSONS.items():
