@@ -1,7 +1,7 @@
 # tfcore: transformer internals in ten notebooks.
 #   make lab     set up .venv, then open the course in JupyterLab
 #   make test    set up .venv, then run every test and every notebook
-# Other targets: setup, test-fast, exercises, notebooks, grade, browser-deps, clean.
+# Other targets: setup, test-fast, exercises, notebooks, grade, browser-deps, sandbox-deps, clean.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -21,7 +21,7 @@ NOTEBOOK_DIRS := notebooks/ solutions/ exercises/
 PYTEST_ALL := $(PY) -m pytest tests/ $(NOTEBOOK_DIRS) -n 2 --dist loadfile \
 	--nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: setup lab test test-fast exercises notebooks grade browser-deps clean distclean
+.PHONY: setup lab test test-fast exercises notebooks grade browser-deps sandbox-deps clean distclean
 
 setup: $(STAMP)
 
@@ -67,6 +67,19 @@ browser-deps:
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium fonts-liberation; \
 	else \
 		echo "chromium is missing: run 'sudo apt-get install chromium' (browser tests skip without it)"; \
+		exit 1; \
+	fi
+
+# Debian's bubblewrap: `python -m tfcore grade` then runs each notebook with no network and a
+# read-only view of the machine (without it: Linux namespaces via unshare, or less; the report says).
+sandbox-deps:
+	@if command -v bwrap >/dev/null 2>&1; then \
+		echo "bubblewrap is installed: $$(bwrap --version)"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "== installing Debian's bubblewrap"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends bubblewrap; \
+	else \
+		echo "bubblewrap is missing: run 'sudo apt-get install bubblewrap' (the grader falls back to unshare)"; \
 		exit 1; \
 	fi
 

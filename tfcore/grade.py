@@ -1,46 +1,73 @@
-"""Grade learner notebooks: ``python -m tfcore grade NOTEBOOK|FOLDER... [--json OUT] [--timeout S]``.
+"""Grade learner notebooks: ``python -m tfcore grade NOTEBOOK|FOLDER... [--json OUT] [--timeout S] ...``.
 
-Each notebook runs in a fresh ``python3`` kernel (nbclient), from an in-memory copy, with the
-notebook's folder as the working directory: the learner's file is only read, never written.
-Errors do not stop the run (``allow_errors``); a cell that runs longer than ``--timeout``
-seconds is interrupted and the run goes on with the next cell.
+Scores are decided in the grader's own process, never trusted from the notebook:
 
-The results come from the checks themselves: the grader sets ``TFCORE_GRADE_LOG`` for the
-kernel, and every ``tfcore.grading.check(...)`` appends its result to that file as a JSON line,
-whatever the notebook prints or displays. An exercise of the notebook's lesson whose check never
-reported (its check call deleted, its cell raised or timed out, the kernel died) counts as
-failed, with the reason.
+- an exercise (or solution) notebook runs, from a copy, in a fresh sandboxed kernel
+  (``tfcore.grading.sandbox``: its own folder as cwd and HOME, a scrubbed environment,
+  resource limits, no network and a read-only view of the rest where the OS allows it). There,
+  ``check(ID, answer)`` only records the answer. After each cell that calls ``check`` (and at
+  the end) the grader runs each new answer's check function itself, with a ``Checker`` seeded
+  from a secret seed and the answer as a ``remote.Proxy``: the learner's function runs in the
+  kernel on the grader's inputs, its outputs come back as plain data, and the grader compares
+  them with tfcore's references. What the notebook prints, writes or patches in its kernel
+  cannot change a verdict;
+- a lesson notebook is not run: its predictions ("predict, then run" answers) are read from
+  its text (``tfcore.grading.predictions.read_predictions``) and checked here.
 
-A notebook's lesson is its ``metadata.tfcore.lesson`` or the ``NN_`` prefix of its file name.
+A notebook's lesson is its ``metadata.tfcore.lesson`` or the ``NN_`` prefix of its file name;
+its role ("lesson", "exercise" or "solution") is ``metadata.tfcore.role``, else its folder's
+name (``notebooks/``, ``exercises/``, ``solutions/``), else what its ``check`` calls hold. An
+exercise notebook is scored on the lesson's exercises, a lesson notebook on its predictions.
+An expected check that never ran (deleted, its cell raised or timed out, the kernel died)
+counts as failed, with the reason. Errors do not stop the run; a cell that runs past
+``--timeout`` is interrupted and the run goes on; ``--notebook-timeout`` caps the whole
+notebook. The learner's file is only read.
+
 Folders are searched recursively; ``FOLDER/alice/01_attention.ipynb`` belongs to the student
 ``alice`` (a notebook directly in FOLDER to FOLDER's own name), and several notebooks end with
-a summary table per student. The exit status is 0 only if every exercise passed.
+a summary table per student and lesson (a lesson's exercises and predictions added up). The
+exit status is 0 only if every exercise passed.
 
 ``python -m tfcore progress [FOLDER]`` (default ``exercises/``) grades your exercise notebooks
-and shows, per lesson, which exercises pass.
+and the predictions in the lesson notebooks beside them (``notebooks/``), per lesson.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
-import logging
 import os
-import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
 
-import tfcore
 from tfcore.exercises import CHECK_CALL
-from tfcore.grading import LESSONS, LOG_ENV, SYMBOLS, exercises_for_lesson, lesson_key
+from tfcore.grading import (
+    LESSONS,
+    SYMBOLS,
+    exercise_info,
+    exercises_for_lesson,
+    lesson_key,
+    predictions_for_lesson,
+    run_check,
+    unknown_exercise,
+)
+from tfcore.grading import remote, sandbox
+from tfcore.grading.predictions import read_predictions
 
 DEFAULT_TIMEOUT = 60
+DEFAULT_NOTEBOOK_TIMEOUT = 600
+DEFAULT_MEMORY_MB = 4096
 FAILED, PASSED, NOT_ATTEMPTED = "failed", "passed", "not attempted"
-TIMEOUT_ENAME = "CellTimeoutError"
+TIMEOUT_ENAME = sandbox.TIMEOUT_ENAME
+ROLES = ("lesson", "exercise", "solution")
+_ROLE_FOLDERS = {"notebooks": "lesson", "exercises": "exercise", "solutions": "solution"}
+MAX_FOREIGN = 30  # checks of other lessons (or unknown IDs) reported per notebook, at most
 
 
 @dataclass
@@ -62,6 +89,9 @@ class NotebookReport:
     lesson: str | None  # "01", or None when neither the file name nor the metadata says
     rows: list[Row] = field(default_factory=list)
     error: str | None = None  # the notebook could not be run as a whole (unreadable, no kernel, ...)
+    role: str = "exercise"  # "lesson" (scored on predictions), "exercise" or "solution" (on exercises)
+    seconds: float = 0.0  # wall time to grade it
+    protections: dict | None = None  # what isolated its kernel (None: not run, e.g. a lesson notebook)
 
     @property
     def passed(self) -> int:
@@ -79,19 +109,38 @@ class NotebookReport:
         d = asdict(self)
         d["lesson_name"] = LESSONS.get(self.lesson or "", None)
         d["score"] = {"passed": self.passed, "total": self.total}
+        d["seconds"] = round(self.seconds, 2)
         return d
 
 
-@dataclass
-class _CellEvent:
-    index: int
-    ok: bool
-    ename: str = ""
-    evalue: str = ""
+# ----------------------------------------------------------------------------- which notebook is which
 
 
-class _Abort(Exception):
-    """Stop running a notebook whose kernel no longer answers."""
+def notebook_role(nb, path: Path) -> str:
+    """"lesson", "exercise" or "solution": ``metadata.tfcore.role``, else the folder's name, else the checks it calls."""
+    role = nb.get("metadata", {}).get("tfcore", {}).get("role")
+    if role in ROLES:
+        return role
+    folder = _ROLE_FOLDERS.get(Path(path).resolve().parent.name)
+    if folder:
+        return folder
+    if nb.get("metadata", {}).get("tfcore", {}).get("generated_from"):
+        return "exercise"
+    calls = [c for cell in nb.cells if cell.get("cell_type") == "code" for c in CHECK_CALL.findall(cell.source)]
+    kinds = set()
+    for c in calls:
+        try:
+            kinds.add(exercise_info(c).kind)
+        except KeyError:
+            pass
+    return "lesson" if kinds == {"prediction"} else "exercise"
+
+
+def expected_ids(lesson: str | None, role: str) -> list[str]:
+    """What a notebook of this lesson and role is scored on."""
+    if not lesson:
+        return []
+    return predictions_for_lesson(lesson) if role == "lesson" else exercises_for_lesson(lesson)
 
 
 # ----------------------------------------------------------------------------- running one notebook
@@ -103,82 +152,51 @@ def _describe_cell(nb, index: int) -> str:
     return f"cell {index + 1} ({first})" if first else f"cell {index + 1}"
 
 
-def _kernel_env(log_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env[LOG_ENV] = str(log_path)
-    env["MPLBACKEND"] = "Agg"  # no figures are needed to grade
-    # The kernel imports the same tfcore as the grader, even where tfcore is not installed.
-    package_root = str(Path(tfcore.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
-    return env
+def _seed(secret: bytes, exercise_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(secret + exercise_id.encode()).digest()[:8], "big") >> 1
 
 
-def _run(nb, folder: Path, timeout: int, kernel: str, log_path: Path) -> tuple[dict[int, _CellEvent], str | None]:
-    """Execute ``nb`` (in place, it is a copy); return the per-cell events and a reason if the run stopped early."""
-    from jupyter_client.kernelspec import NoSuchKernel
-    from nbclient import NotebookClient
-    from nbclient.exceptions import DeadKernelError
+class _Grader:
+    """The grades of one running notebook: after each check cell, every new answer the kernel holds."""
 
-    events: dict[int, _CellEvent] = {}
-    state = {"timeouts_in_a_row": 0}
+    def __init__(self, session: remote.Session) -> None:
+        self.session = session
+        self.secret = os.urandom(32)  # the Checker's seed: the notebook cannot know the inputs
+        self.results: dict[str, tuple[int, object]] = {}  # ID -> (answer version, Result)
 
-    def on_cell_executed(cell, cell_index, execute_reply):
-        content = (execute_reply or {}).get("content", {})
-        ok = content.get("status") == "ok"
-        events[cell_index] = _CellEvent(cell_index, ok, content.get("ename", ""), str(content.get("evalue", "")))
-        if content.get("ename") == TIMEOUT_ENAME:
-            state["timeouts_in_a_row"] += 1
-            if state["timeouts_in_a_row"] >= 2:
-                raise _Abort(f"the kernel stopped responding after {_describe_cell(nb, cell_index)} timed out")
-        else:
-            state["timeouts_in_a_row"] = 0
-
-    quiet = logging.getLogger("tfcore.grade.nbclient")
-    quiet.addHandler(logging.NullHandler())
-    quiet.propagate = False
-    client = NotebookClient(
-        nb,
-        timeout=timeout,
-        kernel_name=kernel,
-        allow_errors=True,
-        interrupt_on_timeout=True,
-        error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": f"the cell did not finish within {timeout} s",
-                          "traceback": []},
-        record_timing=False,
-        startup_timeout=120,
-        shutdown_kernel="immediate",
-        resources={"metadata": {"path": str(folder)}},
-        on_cell_executed=on_cell_executed,
-        log=quiet,
-    )
-    try:
-        client.execute(env=_kernel_env(log_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    except _Abort as e:
-        return events, str(e)
-    except NoSuchKernel:
-        raise
-    except DeadKernelError:
-        return events, "the kernel died (the process exited or crashed)"
-    except Exception as e:  # a kernel that would not start, a broken notebook, ...
-        return events, f"the notebook could not be run: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
-    return events, None
-
-
-def _read_log(log_path: Path) -> list[dict]:
-    results = []
-    if not log_path.exists():
-        return results
-    for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+    def grade_new(self) -> None:
         try:
-            r = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(r, dict) and {"exercise_id", "status", "message"} <= set(r) and r["status"] in SYMBOLS:
-            results.append(r)
-    return results
+            answers = self.session.answers()
+        except remote.KernelUnavailable:
+            return
+        foreign = 0
+        for exercise_id, version in answers.items():
+            known = self.results.get(exercise_id)
+            if known is not None and known[0] == version:
+                continue
+            try:
+                exercise_info(exercise_id)
+            except KeyError:
+                foreign += 1
+                if foreign <= MAX_FOREIGN:
+                    self.results[exercise_id] = (version, unknown_exercise(exercise_id))
+                continue
+            self.results[exercise_id] = (version, self._grade(exercise_id))
+
+    def _grade(self, exercise_id: str):
+        from tfcore.grading import Result
+
+        try:
+            self.session.begin()
+            found, answer = self.session.answer(exercise_id)
+        except remote.KernelUnavailable as e:
+            return Result(exercise_id, FAILED, f"the kernel {e.reason} before the check could read the answer")
+        if not found:
+            return Result(exercise_id, FAILED, "the kernel no longer holds the answer")
+        return run_check(exercise_id, answer, seed=_seed(self.secret, exercise_id), session=self.session)
 
 
-def _why_missing(exercise_id: str, nb, events: dict[int, _CellEvent], stopped: str | None) -> str:
+def _why_missing(exercise_id: str, nb, events: dict[int, sandbox.CellEvent], stopped: str | None) -> str:
     """Why the check of ``exercise_id`` never reported."""
     cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and exercise_id in CHECK_CALL.findall(c.source)]
     if not cells:
@@ -198,53 +216,121 @@ def _why_missing(exercise_id: str, nb, events: dict[int, _CellEvent], stopped: s
             first = earlier[0]
             before = f" (the first error was in {_describe_cell(nb, first.index)}: {first.ename})"
         return f"the check never ran: {where} raised {event.ename}: {value}{before}"
-    return f"the check never reported: {where} ran, but no check result arrived (was check redefined?)"
+    return f"the check never reported: {where} ran, but the kernel holds no answer for it (was check redefined?)"
 
 
-def grade_notebook(path: str | Path, timeout: int = DEFAULT_TIMEOUT, kernel: str = "python3",
-                   student: str | None = None) -> NotebookReport:
-    """Run one notebook in a fresh kernel and grade the exercises of its lesson. Never raises."""
+def _run(nb, path: Path, report: NotebookReport, limits: sandbox.Limits, mode: str, kernel: str,
+         hidden: list[str]) -> tuple[dict, dict[int, sandbox.CellEvent], str | None]:
+    """Run the notebook in a sandboxed kernel, grading as it goes: (results, cell events, why it stopped early)."""
+    from jupyter_client.kernelspec import NoSuchKernel
+
+    root = sandbox.temporary_root()
+    k = None
+    events: dict[int, sandbox.CellEvent] = {}
+    try:
+        try:
+            k = sandbox.Kernel(root, path, limits, mode=mode, kernel_name=kernel, hidden=hidden)
+            report.protections = k.protections.to_dict()
+            k.start()
+            report.protections = k.protections.to_dict()  # what start() learnt (unshare: read-only or not)
+        except NoSuchKernel:
+            raise RuntimeError(f"the kernel {kernel!r} is not installed (jupyter kernelspec list)") from None
+        except sandbox.KernelStopped as e:
+            raise RuntimeError(str(e)) from None
+        except ValueError as e:  # a sandbox that does not work here
+            raise RuntimeError(str(e)) from None
+        k.deadline = time.monotonic() + limits.notebook_timeout
+        grader = _Grader(remote.Session(k, timeout=limits.cell_timeout))
+        stopped = None
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code" or not cell.source.strip():
+                continue
+            try:
+                events[index] = k.execute(index, cell.source)
+            except sandbox.KernelStopped as e:
+                stopped = f"the kernel {e}"
+                break
+            if "check" in cell.source:
+                grader.grade_new()
+        if k.alive():
+            grader.grade_new()  # answers recorded by cells that did not name check, or whose grading timed out
+        return {i: r for i, (_, r) in grader.results.items()}, events, stopped
+    finally:
+        if k is not None:
+            k.close()
+        sandbox.cleanup(root)
+
+
+def _grade_predictions(nb, report: NotebookReport) -> None:
+    """A lesson notebook: read each prediction from the text and check it here (nothing runs)."""
+    expected = expected_ids(report.lesson, "lesson")
+    readings = read_predictions(nb.cells, set(expected))
+    for pid in expected:
+        reading = readings.get(pid)
+        if reading is None:
+            report.rows.append(Row(pid, FAILED, f'the prediction was not found: there is no check("{pid}", ...) '
+                                                "call in the notebook"))
+        elif reading.error:
+            shown = f" `{reading.source}`" if reading.source else ""
+            report.rows.append(Row(pid, FAILED, f"the prediction in {_describe_cell(nb, reading.cell)} cannot be read"
+                                                f"{shown} ({reading.error}): the grader reads it without running the "
+                                                "notebook, so type it there as a number, a formula of numbers "
+                                                "(1/3, 2**20, math.log(65)) or a choice's label"))
+        else:
+            result = run_check(pid, reading.value)
+            report.rows.append(Row(pid, result.status, result.message))
+
+
+def grade_notebook(path: str | Path, timeout: float = DEFAULT_TIMEOUT, kernel: str = "python3",
+                   student: str | None = None, notebook_timeout: float = DEFAULT_NOTEBOOK_TIMEOUT,
+                   sandbox_mode: str = "auto", memory_mb: int = DEFAULT_MEMORY_MB,
+                   hidden: list[str] | None = None) -> NotebookReport:
+    """Grade one notebook (run it in a sandboxed kernel, or read a lesson notebook's predictions). Never raises."""
+    start = time.monotonic()
     path = Path(path)
     report = NotebookReport(str(path), student or path.resolve().parent.name, lesson_key(path.name))
     try:
         nb = nbformat.read(str(path), as_version=4)
+        meta_lesson = nb.get("metadata", {}).get("tfcore", {}).get("lesson")
+        role = notebook_role(nb, path)
     except Exception as e:
         report.error = f"not a readable notebook: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
+        report.role = _ROLE_FOLDERS.get(path.resolve().parent.name, "exercise")
         report.rows = [Row(i, FAILED, f"the notebook could not be read ({type(e).__name__})")
-                       for i in exercises_for_lesson(report.lesson)] if report.lesson else []
+                       for i in expected_ids(report.lesson, report.role)]
+        report.seconds = time.monotonic() - start
         return report
-    meta_lesson = nb.get("metadata", {}).get("tfcore", {}).get("lesson")
     if meta_lesson and lesson_key(str(meta_lesson)):
         report.lesson = lesson_key(str(meta_lesson))
-    expected = exercises_for_lesson(report.lesson) if report.lesson else []
+    report.role = role
+    if role == "lesson":
+        _grade_predictions(nb, report)
+        report.seconds = time.monotonic() - start
+        return report
 
-    with tempfile.TemporaryDirectory(prefix="tfcore-grade-") as tmp:
-        log_path = Path(tmp) / "results.jsonl"
-        try:
-            events, stopped = _run(nb, path.resolve().parent, timeout, kernel, log_path)
-        except Exception as e:  # NoSuchKernel and anything else about the kernel itself
-            name = type(e).__name__
-            reason = (f"the kernel {kernel!r} is not installed (jupyter kernelspec list)" if name == "NoSuchKernel"
-                      else f"the notebook could not be run: {name}: {' '.join(str(e).split())[:200]}")
-            report.error = reason
-            report.rows = [Row(i, FAILED, f"the check never ran: {reason}") for i in expected]
-            return report
-        results = _read_log(log_path)
-
-    latest = {}
-    for r in results:
-        latest[r["exercise_id"]] = r  # the last call of a check counts
+    expected = expected_ids(report.lesson, role)
+    limits = sandbox.Limits(cell_timeout=timeout, notebook_timeout=notebook_timeout, memory_mb=memory_mb)
+    try:
+        results, events, stopped = _run(nb, path, report, limits, sandbox_mode, kernel, hidden or [])
+    except Exception as e:  # no such kernel, a sandbox that does not work, a kernel that would not start
+        reason = str(e) if isinstance(e, RuntimeError) else \
+            f"the notebook could not be run: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
+        report.error = reason
+        report.rows = [Row(i, FAILED, f"the check never ran: {reason}") for i in expected]
+        report.seconds = time.monotonic() - start
+        return report
     for exercise_id in expected:
-        r = latest.get(exercise_id)
+        r = results.get(exercise_id)
         if r is None:
             report.rows.append(Row(exercise_id, FAILED, _why_missing(exercise_id, nb, events, stopped)))
         else:
-            report.rows.append(Row(exercise_id, r["status"], r["message"]))
-    for exercise_id, r in latest.items():
+            report.rows.append(Row(exercise_id, r.status, r.message))
+    for exercise_id, r in results.items():
         if exercise_id not in expected:
-            report.rows.append(Row(exercise_id, r["status"], r["message"], in_lesson=report.lesson is None))
+            report.rows.append(Row(exercise_id, r.status, r.message, in_lesson=report.lesson is None))
     if stopped and report.error is None and not report.rows:
         report.error = stopped
+    report.seconds = time.monotonic() - start
     return report
 
 
@@ -265,9 +351,23 @@ def find_notebooks(target: Path) -> list[tuple[Path, str]]:
     return found
 
 
+def hidden_folders(targets: list[Path]) -> list[str]:
+    """The graded folders, to hide from every kernel: all but those holding what a kernel needs."""
+    needed = sandbox.needed_paths() + [Path(tempfile.gettempdir()).resolve()]
+    out = []
+    for t in targets:
+        folder = (t if t.is_dir() else t.parent).resolve()
+        if folder == Path(folder.anchor) or any(n == folder or folder in n.parents for n in needed):
+            continue
+        if str(folder) not in out:
+            out.append(str(folder))
+    return out
+
+
 def format_report(report: NotebookReport) -> str:
     lesson = LESSONS.get(report.lesson or "", report.lesson) if report.lesson else "unknown (name it NN_name.ipynb)"
-    lines = [f"== {report.path}  (student {report.student}, lesson {lesson})"]
+    what = "predictions" if report.role == "lesson" else report.role
+    lines = [f"== {report.path}  (student {report.student}, lesson {lesson}, {what})"]
     if report.error:
         lines.append(f"  ! {report.error}")
     width = max([len(r.exercise_id) for r in report.rows] + [10])
@@ -276,44 +376,67 @@ def format_report(report: NotebookReport) -> str:
         lines.append(f"  {SYMBOLS.get(r.status, '?')} {r.exercise_id:<{width}}  {r.status:<13}  {r.message}{extra}")
     if not report.rows and not report.error:
         lines.append("  (no exercises)")
-    lines.append(f"  score: {report.passed}/{report.total}")
+    lines.append(f"  score: {report.passed}/{report.total}  ({report.seconds:.1f} s)")
     return "\n".join(lines)
 
 
+def _merged(reports: list[NotebookReport]) -> dict[tuple[str, str], tuple[int, int]]:
+    """(student, lesson) -> (passed, total): a lesson's exercise and lesson notebooks added up (the last of each role)."""
+    last: dict[tuple[str, str, str], NotebookReport] = {}
+    for r in reports:
+        last[(r.student, r.lesson or "??", "lesson" if r.role == "lesson" else "exercise")] = r
+    out: dict[tuple[str, str], tuple[int, int]] = {}
+    for (student, lesson, _), r in last.items():
+        p, t = out.get((student, lesson), (0, 0))
+        out[(student, lesson)] = (p + r.passed, t + r.total)
+    return out
+
+
 def format_summary(reports: list[NotebookReport]) -> str:
-    """One row per student, one column per lesson: passed/total."""
-    lessons = sorted({r.lesson or "??" for r in reports})
-    students = sorted({r.student for r in reports})
-    table = {(r.student, r.lesson or "??"): r for r in reports}
+    """One row per student, one column per lesson: passed/total (exercises and predictions together)."""
+    merged = _merged(reports)
+    lessons = sorted({lesson for _, lesson in merged})
+    students = sorted({s for s, _ in merged})
     width = max([len(s) for s in students] + [7])
     header = f"  {'student':<{width}}  " + "  ".join(f"{k:>7}" for k in lessons) + "    total"
     lines = ["== summary", header]
     for s in students:
         cells, passed, total = [], 0, 0
         for k in lessons:
-            r = table.get((s, k))
-            if r is None:
+            if (s, k) not in merged:
                 cells.append(f"{'-':>7}")
             else:
-                cells.append(f"{f'{r.passed}/{r.total}':>7}")
-                passed, total = passed + r.passed, total + r.total
+                p, t = merged[(s, k)]
+                cells.append(f"{f'{p}/{t}':>7}")
+                passed, total = passed + p, total + t
         lines.append(f"  {s:<{width}}  " + "  ".join(cells) + f"  {f'{passed}/{total}':>7}")
     return "\n".join(lines)
+
+
+def _add_limits(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help=f"time limit per cell, and per call of a check (default {DEFAULT_TIMEOUT})")
+    parser.add_argument("--notebook-timeout", type=float, default=DEFAULT_NOTEBOOK_TIMEOUT, metavar="SECONDS",
+                        help=f"time limit per notebook, cells and checks together (default {DEFAULT_NOTEBOOK_TIMEOUT})")
+    parser.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB, metavar="MIB",
+                        help=f"address-space limit of a notebook's kernel (default {DEFAULT_MEMORY_MB})")
+    parser.add_argument("--sandbox", choices=sandbox.MODES, default="auto",
+                        help="bwrap (bubblewrap), unshare (Linux namespaces), none, or auto: the strongest that works")
+    parser.add_argument("--kernel", default="python3", help=argparse.SUPPRESS)
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m tfcore grade``; exit status 0 only if every exercise of every notebook passed."""
     parser = argparse.ArgumentParser(prog="python -m tfcore grade",
-                                     description="Run notebooks in a fresh kernel and score their exercises.")
+                                     description="Run notebooks in a sandboxed kernel and score their exercises.")
     parser.add_argument("targets", nargs="+", metavar="NOTEBOOK|FOLDER")
     parser.add_argument("--json", metavar="OUT", type=Path, help="also write the results as JSON to OUT")
-    parser.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                        help=f"time limit per cell (default {DEFAULT_TIMEOUT})")
-    parser.add_argument("--kernel", default="python3", help=argparse.SUPPRESS)
+    _add_limits(parser)
     args = parser.parse_args(argv)
 
     jobs: list[tuple[Path, str]] = []
-    for target in map(Path, args.targets):
+    targets = [Path(t) for t in args.targets]
+    for target in targets:
         if not target.exists():
             print(f"no such notebook or folder: {target}", file=sys.stderr)
             return 2
@@ -321,64 +444,102 @@ def main(argv: list[str] | None = None) -> int:
     if not jobs:
         print("no notebooks found", file=sys.stderr)
         return 2
+    try:
+        mode = sandbox.choose(args.sandbox)
+    except ValueError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    hidden = hidden_folders(targets)
+    print(f"== protections: {_describe(mode, args, hidden)}", flush=True)
 
     reports = []
+    started = time.monotonic()
     for path, student in jobs:
-        report = grade_notebook(path, timeout=args.timeout, kernel=args.kernel, student=student)
+        report = grade_notebook(path, timeout=args.timeout, kernel=args.kernel, student=student,
+                                notebook_timeout=args.notebook_timeout, sandbox_mode=mode, memory_mb=args.memory,
+                                hidden=hidden)
         reports.append(report)
         print(format_report(report), flush=True)
     if len(reports) > 1:
         print(format_summary(reports))
     ok = all(r.all_passed for r in reports)
     if args.json:
+        merged = _merged(reports)
         data = {"notebooks": [r.to_dict() for r in reports], "all_passed": ok,
-                "students": {s: {"passed": sum(r.passed for r in reports if r.student == s),
-                                 "total": sum(r.total for r in reports if r.student == s)}
-                             for s in sorted({r.student for r in reports})}}
+                "students": {s: {"passed": sum(p for (st, _), (p, _) in merged.items() if st == s),
+                                 "total": sum(t for (st, _), (_, t) in merged.items() if st == s)}
+                             for s in sorted({s for s, _ in merged})},
+                "protections": {"sandbox": mode, "description": _describe(mode, args, hidden)},
+                "seconds": round(time.monotonic() - started, 2)}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return 0 if ok else 1
 
 
+def _describe(mode: str, args: argparse.Namespace, hidden: list[str]) -> str:
+    limits = sandbox.Limits(cell_timeout=args.timeout, notebook_timeout=args.notebook_timeout, memory_mb=args.memory)
+    return sandbox.Protections(mode, no_network=mode != "none", read_only_outside=mode != "none",
+                               own_process_namespace=mode != "none", hidden_folders=hidden,
+                               limits=asdict(limits)).describe()
+
+
 # ----------------------------------------------------------------------------- progress
 
 
+def _first(folder: Path, key: str) -> Path | None:
+    return next((nb for nb in sorted(folder.glob("*.ipynb")) if lesson_key(nb.name) == key), None) \
+        if folder.is_dir() else None
+
+
 def progress_main(argv: list[str] | None = None) -> int:
-    """``python -m tfcore progress [FOLDER]``: which exercises of each lesson pass (default folder exercises/)."""
+    """``python -m tfcore progress [FOLDER]``: what passes per lesson, exercises (FOLDER, default exercises/)
+    and predictions (the lesson notebooks in ``notebooks/`` beside FOLDER)."""
     parser = argparse.ArgumentParser(prog="python -m tfcore progress",
-                                     description="Grade your exercise notebooks and show what passes, per lesson.")
+                                     description="Grade your exercise notebooks and the predictions in your lesson "
+                                                 "notebooks, and show what passes, per lesson.")
     parser.add_argument("folder", nargs="?", type=Path, default=Path("exercises"))
-    parser.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT, metavar="SECONDS")
+    parser.add_argument("--lessons", type=Path, default=None, metavar="FOLDER",
+                        help="where the lesson notebooks are (default: notebooks/ beside FOLDER)")
+    _add_limits(parser)
     args = parser.parse_args(argv)
     if not args.folder.is_dir():
         print(f"no folder {args.folder}: run this from the course folder, or name the folder", file=sys.stderr)
         return 2
+    beside = args.folder.parent if args.folder.name not in ("", ".", "..") else args.folder.resolve().parent
+    lessons_folder = args.lessons or beside / "notebooks"
 
-    notebooks: dict[str, Path] = {}
-    for nb in sorted(args.folder.glob("*.ipynb")):
-        key = lesson_key(nb.name)
-        if key and key not in notebooks:
-            notebooks[key] = nb
     passed = total = 0
     for key, name in LESSONS.items():
-        ids = exercises_for_lesson(key)
-        if not ids and key not in notebooks:
+        exercise_ids, prediction_ids = exercises_for_lesson(key), predictions_for_lesson(key)
+        exercise_nb, lesson_nb = _first(args.folder, key), _first(lessons_folder, key) if prediction_ids else None
+        if not exercise_ids and not prediction_ids and exercise_nb is None:
             continue
-        if key not in notebooks:
-            print(f"lesson {name}: 0/{len(ids)}  (no notebook {key}_*.ipynb in {args.folder})")
-            total += len(ids)
-            continue
-        report = grade_notebook(notebooks[key], timeout=args.timeout)
-        passed, total = passed + report.passed, total + report.total
-        print(f"lesson {name}: {report.passed}/{report.total}  ({notebooks[key]})")
-        if report.error:
-            print(f"  ! {report.error}")
-        width = max([len(r.exercise_id) for r in report.rows] + [10])
-        for r in report.rows:
-            if r.in_lesson:
-                detail = "" if r.status == PASSED else f"  {r.message}"
-                print(f"  {SYMBOLS.get(r.status, '?')} {r.exercise_id:<{width}}{detail}")
-    print(f"total: {passed}/{total} exercises passed")
+        rows: list[Row] = []
+        notes, errors = [], []
+        for ids, nb_path, where in ((exercise_ids, exercise_nb, args.folder),
+                                    (prediction_ids, lesson_nb, lessons_folder)):
+            if not ids and nb_path is None:
+                continue
+            if nb_path is None:
+                notes.append(f"no notebook {key}_*.ipynb in {where}")
+                rows += [Row(i, NOT_ATTEMPTED, "no notebook") for i in ids]
+                continue
+            report = grade_notebook(nb_path, timeout=args.timeout, notebook_timeout=args.notebook_timeout,
+                                    sandbox_mode=args.sandbox, memory_mb=args.memory, kernel=args.kernel)
+            notes.append(str(nb_path))
+            if report.error:
+                errors.append(report.error)
+            rows += [r for r in report.rows if r.in_lesson]
+        p, t = sum(r.status == PASSED for r in rows), len(rows)
+        passed, total = passed + p, total + t
+        print(f"lesson {name}: {p}/{t}  ({'; '.join(notes)})")
+        for e in errors:
+            print(f"  ! {e}")
+        width = max([len(r.exercise_id) for r in rows] + [10])
+        for r in rows:
+            detail = "" if r.status == PASSED or r.message == "no notebook" else f"  {r.message}"
+            print(f"  {SYMBOLS.get(r.status, '?')} {r.exercise_id:<{width}}{detail}")
+    print(f"total: {passed}/{total} passed (exercises and predictions)")
     return 0
 
 

@@ -265,3 +265,45 @@ def _permutation(answer, c: Checker) -> None:
             ("forgot the abs(): return the max of |attn_fn(P x) - P attn_fn(x)|",
              lambda: float((apx - ax[..., perm, :]).max())),
         ])
+
+
+# ----------------------------------------------------------------------------- predictions (lesson notebook)
+
+from tfcore.grading.predictions import predict_choice, predict_number  # noqa: E402
+
+
+def _unscaled_entropy() -> float:
+    """Mean entropy (nats) of the rows of softmax(q k^T) without the 1/sqrt(d_k) scale: 256 queries, T = 64 keys,
+    d_k = 512, q and k standard normal (float64, seed 0). The lesson's reveal cell computes the same."""
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(256, 512, generator=g, dtype=torch.float64)
+    k = torch.randn(64, 512, generator=g, dtype=torch.float64)
+    w = torch.softmax(q @ k.T, dim=-1)
+    return float(-torch.special.xlogy(w, w).sum(-1).mean())
+
+
+predict_number(
+    "attention.predict_unscaled_entropy",
+    "The mean entropy (nats) of an attention row over T = 64 keys, with d_k = 512, q and k standard normal, "
+    "and no 1/sqrt(d_k) scale (uniform weights would give ln 64 = 4.16)",
+    lesson=LESSON, answer=_unscaled_entropy, abs=0.5, unit=" nats",
+    why="q . k sums 512 products of unit-variance numbers, so its standard deviation is sqrt(512) = 22.6. Scores "
+        "that differ by tens make softmax almost one-hot: nearly all the weight lands on the largest score, and the "
+        "entropy is near 0 instead of ln 64 = 4.16. Dividing by sqrt(d_k) brings the scores back to unit variance "
+        "and the weights back to a spread (about 3.7 nats here).",
+    hint="how large is q . k when it sums 512 products of unit-variance numbers, and what does softmax do to "
+         "scores that differ by tens?",
+)
+
+predict_choice(
+    "attention.predict_rows_sum",
+    "The attention weights A = softmax(Q K^T / sqrt(d)) have shape (T_q, T_k). What sums to 1?",
+    lesson=LESSON,
+    options={"A": "each row: one query's weights over the keys", "B": "each column: one key's weights over the queries",
+             "C": "the whole matrix"},
+    answer="A",
+    why="the softmax normalises over the last axis, the keys: each query spreads one unit of attention over the "
+        "keys, so every row sums to 1. A column can sum to anything: a key that many queries like collects more "
+        "than 1, an ignored key almost 0.",
+    hint="over which axis does the softmax normalise, and what does one row of A belong to?",
+)

@@ -227,7 +227,7 @@ def _which_mask(answer, c: Checker) -> None:
     if out is None:
         c.fail(f"{c.name} returned None: is the return statement missing?")
     if not isinstance(out, dict):
-        c.fail(f"{c.name} returned a {type(out).__name__}: return a dict {{attention: 'full' or 'causal'}}")
+        c.fail(f"{c.name} returned a {c.type_name(out)}: return a dict {{attention: 'full' or 'causal'}}")
     expected = list(WHICH_MASK)
     for key in out:
         if key not in WHICH_MASK:
@@ -241,7 +241,7 @@ def _which_mask(answer, c: Checker) -> None:
         c.cases += 1
         value = out[key]
         if not isinstance(value, str):
-            c.fail(f"the value of {key!r} is a {type(value).__name__}: use the string 'full' or 'causal'")
+            c.fail(f"the value of {key!r} is a {c.type_name(value)}: use the string 'full' or 'causal'")
         name = _MASK_NAMES.get(" ".join(value.lower().replace("_", " ").split()))
         if name is None:
             c.fail(f"unknown mask name {value!r} for {key!r}: use 'full' (every key visible) or 'causal' (j <= i)")

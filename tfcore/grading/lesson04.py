@@ -192,43 +192,61 @@ def _as_int(v):
 # ----------------------------------------------------------------------------- mlp.token_independence
 
 
+class _TokenFunction(torch.nn.Module):
+    """The functions x (B, T, d=8) -> (B, T, d_out) of mlp.token_independence, one per ``kind``.
+
+    A module (not a closure) so that the grader can rebuild it in the learner's kernel, where a
+    learner's check may differentiate through it; every kind holds the same seeded parts.
+    """
+
+    def __init__(self, kind: str, d: int = 8) -> None:
+        from tfcore.heads import MultiHeadAttention
+        from tfcore.mlp import MLP
+
+        super().__init__()
+        self.kind = kind
+        with torch.random.fork_rng(devices=[]):  # the learner's global RNG is left as it was
+            torch.manual_seed(4)
+            self.mlp = MLP(d, 4 * d)
+            self.narrow = torch.nn.Linear(d, 5)
+            self.attn = MultiHeadAttention(d, 2)
+            self.norm = torch.nn.LayerNorm(d)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mlp, attn, norm = self.mlp, self.attn, self.norm
+        if self.kind in ("MLP", "MLP, B=3"):
+            return mlp(x)
+        if self.kind in ("attention", "attention, T=1"):
+            return attn(x)
+        if self.kind == "causal attention":
+            return attn(x, is_causal=True)
+        if self.kind == "LayerNorm":
+            return norm(x)
+        if self.kind == "attention after LayerNorm":
+            return attn(norm(x))
+        if self.kind == "shift from next":  # output t reads token t + 1 (no wrap-around): only earlier outputs change
+            y = mlp(x)
+            return torch.cat((y[:, :-1] + 0.5 * x[:, 1:], y[:, -1:]), dim=1)
+        if self.kind == "last into first":  # only output 0 reads the last token
+            y = mlp(x)
+            return torch.cat((y[:, :1] + 0.5 * x[:, -1:], y[:, 1:]), dim=1)
+        if self.kind == "weak":  # every output reads its left neighbour with weight 1e-4
+            return mlp(x) + 1e-4 * x.roll(1, dims=1)
+        if self.kind == "narrow":
+            return self.narrow(x)
+        raise ValueError(f"unknown kind {self.kind!r}")
+
+
 def _token_functions(c: Checker) -> dict:
     """{name: (f, x, mixes)}: token-wise and token-mixing functions of x (B, T, d) -> (B, T, d_out)."""
-    from tfcore.heads import MultiHeadAttention
-    from tfcore.mlp import MLP
-
     d = 8
-    with torch.random.fork_rng(devices=[]):  # the learner's global RNG is left as it was
-        torch.manual_seed(4)
-        mlp = MLP(d, 4 * d).eval()
-        narrow = torch.nn.Linear(d, 5)
-        attn = MultiHeadAttention(d, 2).eval()
-        norm = torch.nn.LayerNorm(d)
-
-    def shift_from_next(x):  # output t reads token t + 1 (no wrap-around): only earlier outputs change
-        y = mlp(x)
-        return torch.cat((y[:, :-1] + 0.5 * x[:, 1:], y[:, -1:]), dim=1)
-
-    def last_into_first(x):  # only output 0 reads the last token
-        y = mlp(x)
-        return torch.cat((y[:, :1] + 0.5 * x[:, -1:], y[:, 1:]), dim=1)
-
-    def weak(x):  # every output reads its left neighbour with weight 1e-4
-        return mlp(x) + 1e-4 * x.roll(1, dims=1)
-
-    return {
-        "MLP": (mlp, c.randn(2, 6, d), False),
-        "attention": (attn, c.randn(2, 6, d), True),
-        "causal attention": (lambda x: attn(x, is_causal=True), c.randn(1, 7, d), True),
-        "LayerNorm": (norm, c.randn(2, 5, d), False),
-        "attention after LayerNorm": (lambda x: attn(norm(x)), c.randn(2, 5, d), True),
-        "shift from next": (shift_from_next, c.randn(2, 6, d), True),
-        "last into first": (last_into_first, c.randn(2, 6, d), True),
-        "weak": (weak, c.randn(2, 6, d), True),
-        "MLP, B=3": (mlp, c.randn(3, 4, d), False),
-        "narrow": (narrow, c.randn(2, 5, d), False),
-        "attention, T=1": (attn, c.randn(2, 1, d), False),
-    }
+    shapes = {"MLP": ((2, 6, d), False), "attention": ((2, 6, d), True), "causal attention": ((1, 7, d), True),
+              "LayerNorm": ((2, 5, d), False), "attention after LayerNorm": ((2, 5, d), True),
+              "shift from next": ((2, 6, d), True), "last into first": ((2, 6, d), True), "weak": ((2, 6, d), True),
+              "MLP, B=3": ((3, 4, d), False), "narrow": ((2, 5, d), False), "attention, T=1": ((2, 1, d), False)}
+    return {name: (c.share(_TokenFunction(name), _TokenFunction, name), c.randn(*shape), mixes)
+            for name, (shape, mixes) in shapes.items()}
 
 
 _TOKEN_CASES = {

@@ -243,7 +243,9 @@ def _pre_post(answer, c: Checker) -> None:
         x = c.randn(b, d, t, scale=scale).transpose(1, 2) if transposed else c.randn(b, t, d, scale=scale)
         case = (f"placement={placement!r}, {'RMSNorm' if norm == 'rms' else 'LayerNorm'}, {mlp} MLP, "
                 f"x {(b, t, d)}{' (a transposed view)' if transposed else ''}{' of scale 10' if scale != 1 else ''}")
-        parts = [copy.deepcopy(m) for m in (blk.attn, blk.mlp, blk.norm_attn, blk.norm_mlp)]
+        learner = c.share(copy.deepcopy(blk), Block, d, h, 2 * d + 4, norm=norm, placement=placement, mlp=mlp,
+                          bias=True)  # in the grader the kernel holds its own copy: real modules for the learner
+        parts = [learner.attn, learner.mlp, learner.norm_attn, learner.norm_mlp]
         a, m, n1, n2 = parts
         with torch.no_grad():
             ref = blk(x)

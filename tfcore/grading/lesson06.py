@@ -178,8 +178,9 @@ def _decoder_block(answer, c: Checker) -> None:
         blk.eval()
         x, source = c.randn(b, t, d), c.randn(b, t_src, d)
         mask = padding_mask(torch.tensor(lengths), t_src) if lengths is not None else None
-        parts = [copy.deepcopy(m) for m in (blk.attn, blk.cross_attn, blk.mlp, blk.norm_attn, blk.norm_cross,
-                                            blk.norm_mlp)]
+        learner = c.share(copy.deepcopy(blk), Block, d, h, 2 * d + 4, norm=norm, mlp=mlp, placement="pre",
+                          cross_attention=True)  # in the grader the kernel holds its own copy: real modules
+        parts = [learner.attn, learner.cross_attn, learner.mlp, learner.norm_attn, learner.norm_cross, learner.norm_mlp]
         with torch.no_grad():
             ref = blk(x, is_causal=True, source=source, source_mask=mask)
             out = c.call(answer, x, source, *parts, mask, case=case,

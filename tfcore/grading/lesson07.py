@@ -124,7 +124,7 @@ def _alibi(answer, c: Checker) -> None:
         out = c.call(answer, n, t, case=case)
         if not isinstance(out, tuple):
             what = "None: is the return statement missing?" if out is None else \
-                f"a {type(out).__name__}: return a tuple (slopes, bias)"
+                f"a {c.type_name(out)}: return a tuple (slopes, bias)"
             c.fail(f"{c.name} returned {what} on {case}")
         if len(out) != 2:
             c.fail(f"{c.name} returned a tuple of {len(out)} items on {case}: return (slopes, bias)")

@@ -95,7 +95,7 @@ def _block_flops(answer, c: Checker) -> None:
                      hint="the signature is block_flops(batch, seq_len, d_model, n_heads, d_ff)")
         if not isinstance(out, dict):
             what = "None: is the return statement missing?" if out is None else \
-                f"a {type(out).__name__}: return a dict with keys {', '.join(BLOCK_PARTS)}"
+                f"a {c.type_name(out)}: return a dict with keys {', '.join(BLOCK_PARTS)}"
             c.fail(f"{c.name} returned {what} on {case}")
         missing = [k for k in BLOCK_PARTS if k not in out]
         if missing:
@@ -173,7 +173,7 @@ def _online_softmax(answer, c: Checker) -> None:
         out = c.call(answer, x, chunk, case=case, hint="the signature is online_softmax(x, chunk)")
         if not isinstance(out, tuple):
             what = "None: is the return statement missing?" if out is None else \
-                f"a {type(out).__name__}: return a tuple (p, m, l)"
+                f"a {c.type_name(out)}: return a tuple (p, m, l)"
             c.fail(f"{c.name} returned {what} on {case}")
         if len(out) != 3:
             c.fail(f"{c.name} returned a tuple of {len(out)} items on {case}: return (p, m, l)")
@@ -210,7 +210,7 @@ def _online_softmax(answer, c: Checker) -> None:
     # the point of the exercise: no reduction ever sees more than one chunk
     x, chunk = c.randn(24, scale=3.0), 5
     case = "24 scores, chunk 5"
-    with _WholeRowReductions(chunk) as seen:
+    with c.monitor(_WholeRowReductions, chunk) as seen:
         out = c.call(answer, x, chunk, case=case)
     c.compare(out[0] if isinstance(out, tuple) and out else out, torch.softmax(x, dim=0), case)
     if seen.calls:
@@ -226,10 +226,15 @@ class _WholeRowReductions(TorchFunctionMode):
     def __init__(self, chunk: int) -> None:
         super().__init__()
         self.chunk = chunk
+        self.calls, self.sizes = [], []
 
     def __enter__(self):
         self.calls, self.sizes = [], []
         return super().__enter__()
+
+    def report(self) -> dict:
+        """What ``c.monitor`` brings back from the kernel."""
+        return {"calls": self.calls, "sizes": self.sizes}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", "")
@@ -276,9 +281,17 @@ def _tiled_variant(q, k, v, block_q, block_k, rescale_o=True, normalise="final")
 class _LargestIntermediate(TorchFunctionMode):
     """Records the largest number of elements of any tensor a torch function returns inside the block."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.largest, self.shape = 0, None
+
     def __enter__(self):
         self.largest, self.shape = 0, None
         return super().__enter__()
+
+    def report(self) -> dict:
+        """What ``c.monitor`` brings back from the kernel."""
+        return {"largest": self.largest, "shape": self.shape}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
@@ -321,7 +334,7 @@ def _tiled_attention(answer, c: Checker) -> None:
     t, d, bq, bk = 64, 8, 16, 16
     q, k, v = (c.randn(t, d) for _ in range(3))
     case = f"T_q = T_k = {t}, d = {d}, tiles {bq} x {bk}"
-    with _LargestIntermediate() as seen:
+    with c.monitor(_LargestIntermediate) as seen:
         out = c.call(answer, q, k, v, bq, bk, case=case)
     c.compare(out, _naive_one_head(q, k, v), case)
     if seen.largest >= t * t:

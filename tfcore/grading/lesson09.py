@@ -65,7 +65,7 @@ def _lm_loss(answer, c: Checker) -> None:
     logits = c.randn(2, 4, 5).requires_grad_(True)
     case = "logits that require grad"
     out = c.call(answer, logits, tokens(2, 4, 5), case=case)
-    if isinstance(out, float) or not isinstance(out, torch.Tensor) or out.grad_fn is None:
+    if not c.has_grad(out):
         c.fail(f"the loss is detached from the graph on {case}: build it with torch operations (no .item(), "
                "no NumPy) so that loss.backward() works")
     c.cases += 1
@@ -99,11 +99,11 @@ def _mlm_mask(answer, c: Checker) -> None:
         out = c.call(answer, toks, mask_id, v, p=p, generator=g, case=case,
                      hint="the signature is mlm_mask(tokens, mask_id, vocab_size, p=0.15, generator=None)")
         if not (isinstance(out, tuple) and len(out) == 2):
-            c.fail(f"{c.name} returned a {type(out).__name__} on {case}: return the tuple (inputs, targets)")
+            c.fail(f"{c.name} returned a {c.type_name(out)} on {case}: return the tuple (inputs, targets)")
         inputs, targets = out
         for name, t in (("inputs", inputs), ("targets", targets)):
             if not isinstance(t, torch.Tensor):
-                c.fail(f"{name} is a {type(t).__name__} on {case}: return two tensors (inputs, targets)")
+                c.fail(f"{name} is a {c.type_name(t)} on {case}: return two tensors (inputs, targets)")
             if t.shape != toks.shape:
                 c.fail(f"wrong shape of {name} on {case}: expected {tuple(toks.shape)}, got {tuple(t.shape)}")
             if t.dtype != toks.dtype:

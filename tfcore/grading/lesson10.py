@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from tfcore.attention import scaled_dot_product_attention, softmax
@@ -74,8 +75,9 @@ def _state(model) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _same_state(model, state) -> bool:
-    return all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+def _same_state(now: dict, state: dict) -> bool:
+    """``now`` (a state dict, e.g. ``c.state_dict(model)`` after the learner's call) equals ``state``."""
+    return all(torch.equal(v, state[k]) for k, v in now.items())
 
 
 # ----------------------------------------------------------------------------- diagnostics.residual_norms
@@ -109,15 +111,15 @@ def _residual_norms(answer, c: Checker) -> None:
         ("a 1-layer parallel-block decoder, tokens (1, 1)", dict(n_layers=1, placement="parallel"), (1, 1)),
     ]
     for seed, (case, overrides, shape) in enumerate(cases):
-        model = _tiny_model(seed, **overrides)
+        model = c.share(_tiny_model(seed, **overrides), _tiny_model, seed, **overrides)  # hooks need a real model
         tokens = torch.randint(0, 11, shape, generator=c.gen)
         state = _state(model)
         ref = torch.tensor(list(residual_norms(model, tokens).values()))
         out = c.call(answer, model, tokens, case=case, hint="the signature is residual_norms(model, tokens)")
-        if _hook_count(model):
+        if c.hook_count(model):
             c.fail(f"hooks are still registered on the model after {c.name} returned ({case}): keep the handles "
                    "that register_forward_hook returns and call handle.remove() on each (in a finally: block)")
-        if not _same_state(model, state):
+        if not _same_state(c.state_dict(model), state):
             c.fail(f"{c.name} changed the model's weights on {case}: only measure, under torch.no_grad()")
         pairs = _block_io(model, tokens)
 
@@ -251,32 +253,40 @@ def _sharp_model(seed: int):
     return model
 
 
-def _checklist_models():
-    """(description, model, steps, {field: expected}) for the checklist exercise."""
-    healthy = _sharp_model(10)
-    leaky = _sharp_model(11)
-    for name, m in leaky.attention_layers().items():
-        m.register_forward_pre_hook(_drop_causal, with_kwargs=True)
-    columns = _sharp_model(12)
-    for m in columns.attention_layers().values():
-        m.__class__ = _SoftmaxOverQueries
-    loud = _sharp_model(13)
-    dead = _sharp_model(14)
+def _checklist_model(kind: str):
+    """One model of the checklist exercise: "healthy", "leaky", "columns", "loud" or "dead" (also the kernel's
+    builder in the grader: hooks and the swapped attention class come from here)."""
+    seed = {"healthy": 10, "leaky": 11, "columns": 12, "loud": 13, "dead": 14}[kind]
+    model = _sharp_model(seed)
+    if kind == "leaky":
+        for m in model.attention_layers().values():
+            m.register_forward_pre_hook(_drop_causal, with_kwargs=True)
+    if kind == "columns":
+        for m in model.attention_layers().values():
+            m.__class__ = _SoftmaxOverQueries
     with torch.no_grad():
-        loud.final_norm.weight.mul_(100.0)
-        dead.final_norm.weight.zero_()
-        dead.final_norm.bias.zero_()
-    dead.final_norm.requires_grad_(False)
+        if kind == "loud":
+            model.final_norm.weight.mul_(100.0)
+        if kind == "dead":
+            model.final_norm.weight.zero_()
+            model.final_norm.bias.zero_()
+    if kind == "dead":
+        model.final_norm.requires_grad_(False)
+    return model
+
+
+def _checklist_models():
+    """(description, model kind, steps, {field: expected}) for the checklist exercise."""
     return [
-        ("a healthy decoder", healthy, 10,
+        ("a healthy decoder", "healthy", 10,
          dict(loss_at_chance=True, causal=True, rows_sum_to_one=True, overfits=True)),
-        ("a decoder whose attention ignores the causal mask", leaky, 1,
+        ("a decoder whose attention ignores the causal mask", "leaky", 1,
          dict(loss_at_chance=True, causal=False, rows_sum_to_one=True)),
-        ("a decoder whose softmax normalises over the queries", columns, 1,
+        ("a decoder whose softmax normalises over the queries", "columns", 1,
          dict(causal=False, rows_sum_to_one=False)),
-        ("a decoder whose logits are 100 times too large", loud, 1,
+        ("a decoder whose logits are 100 times too large", "loud", 1,
          dict(loss_at_chance=False, causal=True, rows_sum_to_one=True)),
-        ("a decoder whose final LayerNorm is frozen at gain 0 (constant output)", dead, 10,
+        ("a decoder whose final LayerNorm is frozen at gain 0 (constant output)", "dead", 10,
          dict(loss_at_chance=True, causal=True, rows_sum_to_one=True, overfits=False)),
     ]
 
@@ -295,9 +305,9 @@ CHECKLIST_KEYS = ("initial_loss", "loss_at_chance", "causal", "rows_sum_to_one",
 def _flag(value, key: str, case: str, c: Checker) -> bool:
     if isinstance(value, torch.Tensor) and value.numel() == 1 and value.dtype == torch.bool:
         return bool(value)
-    if isinstance(value, (bool,)) or type(value).__name__ == "bool_":
+    if isinstance(value, (bool, np.bool_)):
         return bool(value)
-    c.fail(f"result[{key!r}] is a {type(value).__name__} on {case}: return True or False")
+    c.fail(f"result[{key!r}] is a {c.type_name(value)} on {case}: return True or False")
     raise AssertionError
 
 
@@ -307,7 +317,8 @@ def _checklist(answer, c: Checker) -> None:
     from tfcore.diagnostics import gradient_norms
     from tfcore.losses import lm_loss
 
-    for case, model, steps, expected in _checklist_models():
+    for case, kind, steps, expected in _checklist_models():
+        model = c.share(_checklist_model(kind), _checklist_model, kind)  # the learner deep-copies and trains it
         tokens = torch.randint(0, 11, (2, 6), generator=c.gen)
         state, hooks = _state(model), _hook_count(model)
         with torch.no_grad():
@@ -319,14 +330,14 @@ def _checklist(answer, c: Checker) -> None:
         if not isinstance(out, dict):
             if out is None:
                 c.fail(f"{c.name} returned None on {case}: is the return statement missing?")
-            c.fail(f"{c.name} returned a {type(out).__name__} on {case}: return a dict with the keys "
+            c.fail(f"{c.name} returned a {c.type_name(out)} on {case}: return a dict with the keys "
                    f"{list(CHECKLIST_KEYS)}")
         missing = [k for k in CHECKLIST_KEYS if k not in out]
         if missing:
             c.fail(f"the result has no key(s) {missing} on {case}: return a dict with {list(CHECKLIST_KEYS)}")
-        if _hook_count(model) != hooks:
+        if c.hook_count(model) != hooks:
             c.fail(f"hooks are still registered on the model after {c.name} returned ({case}): remove them")
-        if not _same_state(model, state):
+        if not _same_state(c.state_dict(model), state):
             c.fail(f"{c.name} changed the model's weights on {case}: overfit a copy (copy.deepcopy(model)), "
                    "never the model under test")
         c.number(out["initial_loss"], float(loss0), f"{case}: initial_loss", rtol=1e-4, atol=1e-5, wrong=[

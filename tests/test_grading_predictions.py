@@ -1,0 +1,188 @@
+"""Predictions ("predict, then run"): registering, checking, reading them from a notebook's text.
+
+The example predictions of lesson 01 get tests-for-tests here, as the exercises do in
+tests/test_grading_lessonNN.py: right answers in several forms pass with the reasoning, wrong
+ones fail with the reasoning and the value, an unanswered one reads "not answered yet" without
+giving the answer away. Every registered prediction goes through the generic checks below.
+"""
+from __future__ import annotations
+
+import ast
+import math
+
+import nbformat
+import numpy as np
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell
+
+import tfcore.grading as grading
+from tfcore.grading import PREDICTIONS, check, predictions_for_lesson
+from tfcore.grading.predictions import Unreadable, literal, read_predictions
+
+ENTROPY, ROWS = "attention.predict_unscaled_entropy", "attention.predict_rows_sum"
+
+# prediction ID -> (right answers, wrong answers, a substring of the reasoning, the value as shown). Other
+# test files (tests/test_grading*.py) may hold a PREDICTION_CASES table of the same form for their lessons.
+PREDICTION_CASES = {
+    ENTROPY: ([0.175, 0, 0.5, 1 / 3, 0.6, np.float32(0.2)], [2.0, 4.16, math.log(64), -1.0], "sqrt(512) = 22.6",
+              "0.175 nats"),
+    ROWS: (["A", "a", "(A)", " a. ", "each row: one query's weights over the keys"], ["B", "c", "(C)"],
+           "normalises over the last axis", "(A) each row"),
+}
+
+
+def all_prediction_cases() -> dict:
+    """The union of the PREDICTION_CASES tables of tests/test_grading*.py."""
+    import importlib
+    from pathlib import Path
+
+    merged: dict = {}
+    for path in sorted(Path(__file__).parent.glob("test_grading*.py")):
+        for pid, case in getattr(importlib.import_module(path.stem), "PREDICTION_CASES", {}).items():
+            assert pid not in merged, f"{pid} has entries in two files"
+            merged[pid] = case
+    return merged
+
+
+CASES = all_prediction_cases()
+
+
+def test_every_prediction_has_tests_and_sits_in_its_lesson():
+    missing = sorted(set(PREDICTIONS) - set(CASES))
+    assert not missing, f"predictions without a PREDICTION_CASES entry in tests/test_grading*.py: {missing}"
+    assert not set(CASES) - set(PREDICTIONS), "entries for unregistered predictions"
+    for pid in PREDICTIONS:
+        info = grading.exercise_info(pid)
+        assert info.kind == "prediction" and pid in predictions_for_lesson(info.lesson)
+        assert pid not in grading.EXERCISES and pid not in grading.exercises_for_lesson(info.lesson)
+        assert pid.split(".")[1].startswith("predict_")
+    for pid, (right, wrong, why, shown) in CASES.items():
+        assert right and len(wrong) >= 2 and why and shown, pid
+
+
+@pytest.mark.parametrize("pid", sorted(CASES))
+def test_right_answers_pass_with_the_reasoning(pid):
+    right, _, why, shown = CASES[pid]
+    for answer in right:
+        result = check(pid, answer)
+        assert result.status == "passed", (answer, str(result))
+        assert result.message.startswith("right: ") and why in result.message and shown in result.message
+
+
+@pytest.mark.parametrize("pid", sorted(CASES))
+def test_wrong_answers_fail_with_the_value_and_the_reasoning(pid):
+    _, wrong, why, shown = CASES[pid]
+    for answer in wrong:
+        result = check(pid, answer)
+        assert result.status == "failed", (answer, str(result))
+        assert why in result.message and shown in result.message
+
+
+@pytest.mark.parametrize("pid", sorted(PREDICTIONS))
+def test_unanswered_and_malformed_predictions_are_not_attempted_and_give_nothing_away(pid):
+    none = check(pid, None)
+    assert none.status == "not attempted" and none.message.startswith("not answered yet")
+    assert "Think:" in none.message and "Why:" not in none.message
+    for junk in ("about two", [1], {"a": 1}, math.nan, math.inf, True, lambda: 1):
+        result = check(pid, junk)
+        assert result.status == "not attempted", (junk, str(result))
+        assert "Why:" not in result.message
+    assert str(check(pid, None)) == str(none)  # deterministic
+
+
+def test_the_number_the_integer_and_the_choice_forms(monkeypatch):
+    from tfcore.grading.predictions import predict_choice, predict_integer, predict_number
+
+    monkeypatch.setattr(grading, "_REGISTRY", dict(grading._REGISTRY))
+    monkeypatch.setattr(grading, "PREDICTIONS", dict(grading.PREDICTIONS))
+    predict_number("x.predict_rel", "q", lesson="01_x", answer=100.0, rel=0.1, why="w", hint="h")
+    predict_number("x.predict_abs", "q", lesson="01_x", answer=lambda: 2.0, abs=0.5, why="w", hint="h", unit=" s")
+    predict_integer("x.predict_int", "q", lesson="01_x", answer=2 ** 20, why="w", hint="h", unit=" bytes")
+    predict_choice("x.predict_one", "q", lesson="01_x", options={"A": "yes", "B": "no"}, answer="B", why="w", hint="h")
+    assert check("x.predict_rel", 110.0).passed and not check("x.predict_rel", 111.0).passed
+    assert check("x.predict_rel", 90).passed and not check("x.predict_rel", 89.9).passed
+    assert check("x.predict_abs", 2.5).passed and not check("x.predict_abs", 2.51).passed
+    assert "within ±0.5 s" in check("x.predict_abs", 2.0).message
+    assert check("x.predict_int", 1048576).passed and check("x.predict_int", 1048576.0).passed
+    assert not check("x.predict_int", 1048577).passed
+    assert check("x.predict_int", 1.5).status == "not attempted"
+    assert "1 048 576 bytes" in check("x.predict_int", 1).message
+    assert check("x.predict_one", "no").passed and check("x.predict_one", "b").passed
+    assert check("x.predict_one", "maybe").status == "not attempted"
+    with pytest.raises(ValueError, match="rel or abs"):
+        predict_number("x.predict_both", "q", lesson="01_x", answer=1.0, rel=0.1, abs=1.0, why="w", hint="h")
+    with pytest.raises(ValueError, match="one of the labels"):
+        predict_choice("x.predict_bad", "q", lesson="01_x", options={"A": "a", "B": "b"}, answer="C", why="w", hint="h")
+    with pytest.raises(ValueError, match="predict_"):
+        predict_integer("x.wrong_name", "q", lesson="01_x", answer=1, why="w", hint="h")
+    with pytest.raises(ValueError, match="twice"):
+        predict_integer("x.predict_int", "q", lesson="01_x", answer=1, why="w", hint="h")
+
+
+# ----------------------------------------------------------------------------- reading a notebook's text
+
+
+@pytest.mark.parametrize("source, value", [
+    ("0.25", 0.25), ("-3", -3), ("'B'", "B"), ("None", None), ("2**20", 2 ** 20), ("1/3", 1 / 3),
+    ("math.log(65)", math.log(65)), ("np.sqrt(512)", math.sqrt(512)), ("log2(8) * 1e3", 3000.0),
+    ("4 * 32 * 2048 * 128 * 2", 4 * 32 * 2048 * 128 * 2), ("pi / 2", math.pi / 2),
+])
+def test_typed_answers_and_formulas_of_numbers_are_read(source, value):
+    assert literal(ast.parse(source, mode="eval").body) == pytest.approx(value) if value is not None else \
+        literal(ast.parse(source, mode="eval").body) is None
+
+
+@pytest.mark.parametrize("source", ["entropy(w)", "x", "[1, 2]", "10 ** 10 ** 10", "__import__('os')",
+                                    "math.log(-1)", "1 / 0", "f'{1}'", "'a' * 3", "open('f').read()"])
+def test_anything_else_is_unreadable_and_never_run(source):
+    with pytest.raises(Unreadable):
+        literal(ast.parse(source, mode="eval").body)
+
+
+def _cells(*sources):
+    return [new_markdown_cell("# lesson")] + [new_code_cell(s) for s in sources]
+
+
+def test_read_predictions_follows_names_across_cells_and_the_last_call_wins():
+    cells = _cells(
+        "%matplotlib inline\nimport math",
+        f"guess = 0.3\ncheck('{ENTROPY}', guess)",
+        "guess = math.log(64)",  # reassigned after the call: the call above used 0.3
+        f"check('{ROWS}', 'B')",
+        "this is not python",
+        f"from tfcore.grading import check\nanswer = 'A'\ncheck('{ROWS}', answer)  # answered again",
+        "check('attention.softmax', softmax)",  # not asked for
+    )
+    found = read_predictions(cells, {ENTROPY, ROWS})
+    assert set(found) == {ENTROPY, ROWS}
+    assert found[ENTROPY].value == 0.3 and found[ENTROPY].cell == 2
+    assert found[ROWS].value == "A" and found[ROWS].cell == 6 and found[ROWS].error is None
+
+
+def test_computed_predictions_are_reported_not_run():
+    cells = _cells(f"prediction = compute_entropy()\ncheck('{ENTROPY}', prediction)", f"check('{ROWS}')")
+    found = read_predictions(cells, {ENTROPY, ROWS})
+    assert found[ENTROPY].error and found[ENTROPY].source == "compute_entropy()"
+    assert found[ROWS].error == "the check call passes no answer"
+
+
+def test_the_lesson_notebook_cell_as_the_lessons_write_it(tmp_path):
+    """The documented cell: a markdown question, then `prediction = None` and the check, saved unanswered."""
+    import tfcore.grade as grade
+
+    nb = nbformat.v4.new_notebook(cells=[
+        new_markdown_cell("**Predict** the mean entropy of a row without the scale, then run the next cells."),
+        new_code_cell(f"prediction = None  # your prediction, in nats\ncheck('{ENTROPY}', prediction)"),
+        new_markdown_cell("Which part of A sums to 1? (A) each row, (B) each column, (C) the whole matrix"),
+        new_code_cell(f"prediction = None  # 'A', 'B' or 'C'\ncheck('{ROWS}', prediction)"),
+    ])
+    path = tmp_path / "notebooks" / "01_attention.ipynb"
+    path.parent.mkdir()
+    nbformat.write(nb, str(path))
+    report = grade.grade_notebook(path)
+    assert [(r.exercise_id, r.status) for r in report.rows] == [(ENTROPY, "not attempted"), (ROWS, "not attempted")]
+    nb.cells[1].source = nb.cells[1].source.replace("None", "0.1")
+    nb.cells[3].source = nb.cells[3].source.replace("None", "'a'")
+    nbformat.write(nb, str(path))
+    report = grade.grade_notebook(path)
+    assert (report.passed, report.total) == (2, 2)
