@@ -148,7 +148,8 @@ class Heatmap:
 
     def __init__(self, ax: Axes, t_q: int, t_k: int, query_labels: list[str] | None = None,
                  key_labels: list[str] | None = None, cmap="viridis", labels: bool = True,
-                 label_size: float | None = None, rotate_keys: bool | None = None) -> None:
+                 label_size: float | None = None, rotate_keys: bool | None = None,
+                 steps: tuple[int, int] | None = None, show: tuple[bool, bool] = (True, True)) -> None:
         self.ax, self.t_q, self.t_k = ax, t_q, t_k
         cmap = _cmap(cmap)
         self.image = ax.imshow(np.zeros((t_q, t_k)), cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest",
@@ -163,7 +164,7 @@ class Heatmap:
         ax.set_ylim(t_q - 0.5, -0.5)
         if labels:
             set_token_ticks(ax, query_labels or token_labels(None, t_q, "query_tokens"),
-                            key_labels or token_labels(None, t_k, "key_tokens"), label_size, rotate_keys)
+                            key_labels or token_labels(None, t_k, "key_tokens"), label_size, rotate_keys, steps, show)
         else:
             ax.set_xticks([])
             ax.set_yticks([])
@@ -206,34 +207,44 @@ def _data_max(w: np.ndarray) -> float:
 
 
 def set_token_ticks(ax: Axes, query_labels: Sequence[str], key_labels: Sequence[str],
-                    size: float | None = None, rotate_keys: bool | None = None) -> None:
-    """Every token on both axes (every k-th past ~96 tokens), sized to the cell, keys rotated if long."""
+                    size: float | None = None, rotate_keys: bool | None = None,
+                    steps: tuple[int, int] | None = None, show: tuple[bool, bool] = (True, True)) -> None:
+    """Token labels on both axes, at least 9 px tall: every token, or every k-th where the cells are smaller.
+
+    size (points) defaults to the cell's height, at least ``MIN_TEXT_PX`` at the figure's dpi;
+    steps (query, key) and rotate_keys default to what keeps the labels from overlapping
+    (``figures.label_plan``). show: (query labels, key labels); a hidden axis keeps its ticks.
+    """
+    from tfcore.viz.figures import MIN_TEXT_PX, label_plan, points
+
     t_q, t_k = len(query_labels), len(key_labels)
     fig_w, fig_h = ax.figure.get_size_inches()
     pos = ax.get_position()
-    cell = min(pos.width * fig_w * 72 / max(t_k, 1), pos.height * fig_h * 72 / max(t_q, 1))  # points
+    cell = min(pos.width * fig_w / max(t_k, 1), pos.height * fig_h / max(t_q, 1))  # inches
     if size is None:
-        size = float(np.clip(0.95 * cell, 5.5, 11.0))
-    for axis, labels, n in ((ax.xaxis, key_labels, t_k), (ax.yaxis, query_labels, t_q)):
-        ticks = _tick_positions(n)
+        size = float(np.clip(cell * 72, points(MIN_TEXT_PX, ax.figure.dpi), 11.0))
+    q_step, k_step, rotate = label_plan(query_labels, key_labels, cell, size)
+    steps = (q_step, k_step) if steps is None else steps
+    rotate_keys = rotate if rotate_keys is None else rotate_keys
+    for axis, labels, step in ((ax.yaxis, query_labels, steps[0]), (ax.xaxis, key_labels, steps[1])):
+        ticks = _tick_positions(len(labels), step)
         axis.set_ticks(ticks, [labels[i] for i in ticks], fontsize=size)
-    if rotate_keys is None:
-        widest = max((len(k) for k in key_labels), default=0) * 0.62 * size  # points, roughly
-        rotate_keys = widest > 0.9 * cell * max(1, math.ceil(t_k / 96)) and max(map(len, key_labels)) > 1
     ax.tick_params(axis="x", labelrotation=90 if rotate_keys else 0, length=2, pad=1,
-                   top=False, labeltop=False, bottom=True, labelbottom=True)
-    ax.tick_params(axis="y", length=2, pad=1)
-    ax.set_xlabel("key", fontsize=9)
-    ax.set_ylabel("query", fontsize=9)
+                   top=False, labeltop=False, bottom=True, labelbottom=show[1])
+    ax.tick_params(axis="y", length=2, pad=1, labelleft=show[0])
+    label_pt = max(9.0, points(MIN_TEXT_PX, ax.figure.dpi))
+    ax.set_xlabel("key" if show[1] else "", fontsize=label_pt)
+    ax.set_ylabel("query" if show[0] else "", fontsize=label_pt)
 
 
-def _tick_positions(n: int) -> list[int]:
-    return list(range(0, n, max(1, math.ceil(n / 96))))
+def _tick_positions(n: int, step: int = 1) -> list[int]:
+    return list(range(0, n, max(1, step, math.ceil(n / 96))))
 
 
 def relabel(axis, labels: Sequence[str]) -> None:
-    """New token labels on an axis made by ``set_token_ticks`` (same length): no new tick objects."""
-    axis.set_ticklabels([labels[i] for i in _tick_positions(len(labels))])
+    """New token labels on an axis made by ``set_token_ticks`` (same length, same step): no new tick objects."""
+    ticks = axis.get_ticklocs()
+    axis.set_ticklabels([labels[int(round(i))] for i in ticks])
 
 
 def attention_heatmap(
@@ -275,11 +286,12 @@ def attention_heatmap(
     if ax is None:
         import matplotlib.pyplot as plt
 
-        from tfcore.viz.figures import heatmap_layout
+        from tfcore.viz.figures import DISPLAY_WIDTH_PX, heatmap_grid
 
-        cell = float(np.clip(6.0 / max(t_q, t_k), 0.06, 0.5))  # small matrices get big cells
-        _, ax = plt.subplots(figsize=heatmap_layout(q_labels, k_labels, colorbar=colorbar, cell=cell).figsize,
-                             layout="constrained")
+        # small matrices get big cells; 64 tokens still get a readable label each
+        lay = heatmap_grid(q_labels, k_labels, dpi=plt.rcParams["figure.dpi"], max_px=(DISPLAY_WIDTH_PX, 700),
+                           colorbar=colorbar, max_cell=0.5)
+        _, ax = plt.subplots(figsize=lay.figsize, layout="constrained")
     hm = Heatmap(ax, t_q, t_k, q_labels, k_labels, cmap)
     hm.update(w, m, vmax, highlight_row)
     if colorbar:
@@ -338,6 +350,8 @@ def plot_mask(mask, ax: Axes | None = None, title: str | None = None,
 def _draw_mask(ax: Axes, m: np.ndarray, tokens=None) -> None:
     from matplotlib.colors import ListedColormap
 
+    from tfcore.viz.figures import MIN_TEXT_PX, points
+
     t_q, t_k = m.shape
     ax.imshow(m.astype(float), cmap=ListedColormap(MASK_COLOURS), vmin=0, vmax=1, interpolation="nearest",
               aspect="equal").set_gid("mask")
@@ -349,7 +363,7 @@ def _draw_mask(ax: Axes, m: np.ndarray, tokens=None) -> None:
     key_tokens = tokens if tokens is not None and len(tokens) == t_k else None
     query_tokens = tokens if tokens is not None and len(tokens) == t_q else None
     set_token_ticks(ax, token_labels(query_tokens, t_q, "tokens"), token_labels(key_tokens, t_k, "tokens"),
-                    size=7 if max(t_q, t_k) <= 24 else 5)
+                    size=max(8.0, points(MIN_TEXT_PX, ax.figure.dpi)))
 
 
 def mask_gallery(masks: Mapping[str, object], ncols: int | None = None, panel_size: float = 2.6,
@@ -430,18 +444,18 @@ def head_entropy_grid(weights_by_layer: Mapping[str, object], ax: Axes | None = 
                                layout="constrained")
     fig = ax.figure
     im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0.0, aspect="auto", interpolation="nearest")
-    ax.set_xticks(range(grid.shape[1]), [str(h) for h in range(grid.shape[1])], fontsize=8)
+    ax.set_xticks(range(grid.shape[1]), [str(h) for h in range(grid.shape[1])], fontsize=9)
     ax.set_yticks(range(len(names)), [f"{n}  (log T_k = {math.log(t):.2f})" for n, t in zip(names, t_ks)],
-                  fontsize=8)
+                  fontsize=9)
     ax.set_xlabel("head", fontsize=9)
     if annotate:
         top = np.nanmax(grid) if np.isfinite(grid).any() else 1.0
         for (i, j), v in np.ndenumerate(grid):
             if np.isfinite(v):
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
                         color="black" if v > 0.6 * top else "white")
     cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
-    cb.set_label("mean entropy (nats)", fontsize=8)
-    cb.ax.tick_params(labelsize=7)
+    cb.set_label("mean entropy (nats)", fontsize=9)
+    cb.ax.tick_params(labelsize=8)
     ax.set_title(title if title is not None else "attention entropy per head", fontsize=10)
     return fig
