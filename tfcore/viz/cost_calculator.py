@@ -110,7 +110,9 @@ class CostCalculator:
         short = {"description_width": "70px"}
         self.model = W.Dropdown(options=list(PRESETS) + [CUSTOM], value=model, description="model", style=short,
                                 layout=W.Layout(width="250px"))
-        self.sizes = {name: W.BoundedIntText(value=1, min=1, max=1_000_000, description=name, style=short,
+        labels = {"d_model": "d_model", "n_layers": "layers", "n_heads": "heads", "n_kv_heads": "KV heads",
+                  "d_ff": "d_ff"}
+        self.sizes = {name: W.BoundedIntText(value=1, min=1, max=1_000_000, description=labels[name], style=short,
                                              layout=W.Layout(width="175px")) for name in SIZES}
         self.mlp = W.ToggleButtons(options=[("GELU MLP", "gelu_tanh"), ("SwiGLU", "swiglu")], value="gelu_tanh",
                                    style={"button_width": "90px"}, tooltips=["2 matrices: W1, W2", "3 matrices: W1, W2, W3"])

@@ -116,6 +116,7 @@ class MaskExplorer:
                               self.status, self.image])
         self.widget.add_class("tfcore-mask-explorer")
         self.image.add_class("tfcore-mask-image")
+        self.status.add_class("tfcore-status")
         for w in (self.kind, self.t, self.window, self.prefix, self.length, self.boundaries, self.causal, self.seed):
             w.observe(self._on_change, "value")
         self._update()

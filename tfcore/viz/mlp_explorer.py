@@ -71,7 +71,7 @@ class NeuronExplorer:
 
         style = {"description_width": "60px"}
         self.activation = W.ToggleButtons(options=[(NAMES[c], c) for c in CHOICES], value=activation,
-                                          style={"button_width": "96px"}, tooltips=[FORMULAS[c] for c in CHOICES])
+                                          style={"button_width": "112px"}, tooltips=[FORMULAS[c] for c in CHOICES])
         self.along = W.FloatSlider(value=along, min=-SPAN, max=SPAN, step=0.05, description="along k",
                                    style=style, layout=W.Layout(width="380px"))
         self.across = W.FloatSlider(value=across, min=-SPAN, max=SPAN, step=0.05, description="across k",
