@@ -17,8 +17,9 @@ GPU    ?= auto
 HAVE_GPU := $(if $(filter auto,$(GPU)),$(shell nvidia-smi -L >/dev/null 2>&1 && echo 1),$(filter-out 0,$(GPU)))
 # On Linux x86-64 without a GPU, PyPI's torch is the CUDA build (several GB): take the CPU build
 # from PyTorch's CPU wheel index instead. It is an extra index, so pip's own sources (a mirror, a
-# wheel folder) still count; offline, pip warns about it and goes on. TORCH_INDEX= turns it off,
-# TORCH_INDEX=URL picks another (e.g. https://download.pytorch.org/whl/cu128).
+# wheel folder) still count; offline, pip warns about it and goes on. Only torch itself is looked
+# up there (--no-deps): the package install after it brings torch's dependencies from pip's usual
+# sources. TORCH_INDEX= turns it off, TORCH_INDEX=URL picks another (e.g. .../whl/cu128).
 TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 LINUX_X86 := $(and $(filter Linux,$(shell uname -s)),$(filter x86_64,$(shell uname -m)))
 TORCH_INDEX ?= $(if $(HAVE_GPU),,$(if $(LINUX_X86),$(TORCH_CPU_INDEX)))
@@ -47,7 +48,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || { echo "== creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install "$(TORCH)"$(if $(TORCH_INDEX), --extra-index-url "$(TORCH_INDEX)")
+	$(PY) -m pip install "$(TORCH)"$(if $(TORCH_INDEX), --no-deps --extra-index-url "$(TORCH_INDEX)")
 	$(PY) -m pip install -e ".[$(EXTRAS)]"
 	@echo '$(SETUP_OPTIONS)' > $@
 

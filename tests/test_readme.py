@@ -207,7 +207,8 @@ def test_setup_installs_the_gpu_extra_only_with_a_gpu(tmp_path):
 
 def test_setup_takes_the_cpu_build_where_it_applies(tmp_path):
     cpu = _setup_recipe(tmp_path, "GPU=0")
-    assert (f'pip install "torch==2.13.0" --extra-index-url "{CPU_INDEX}"' in cpu) == LINUX_X86
+    assert (f'pip install "torch==2.13.0" --no-deps --extra-index-url "{CPU_INDEX}"' in cpu) == LINUX_X86
+    assert cpu.index('pip install "torch') < cpu.index('pip install -e ".[test]"')  # then torch's dependencies
     assert "--extra-index-url" not in _setup_recipe(tmp_path, "GPU=1")  # PyPI's CUDA build
     assert "--extra-index-url" not in _setup_recipe(tmp_path, "GPU=0", "TORCH_INDEX=")  # pip's own sources only
     other = "https://download.pytorch.org/whl/cu128"
