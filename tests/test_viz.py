@@ -777,3 +777,25 @@ def test_cost_calculator_named_models_and_controls():
         CostCalculator("GPT-5")
     with pytest.raises(ValueError, match="seq_len must be a power of two"):
         CostCalculator(seq_len=1000)
+
+
+# ------------------------------------------------------------------ Table
+
+
+def test_table_html_and_text():
+    from tfcore.viz import Table
+
+    t = Table(["tool", "healthy", "A"], [["leakage test", "ok 0 pairs", "FAIL 276 pairs"], ["loss <x>", "2.572", "2.619"]])
+    html_out = t._repr_html_()
+    assert html_out.count("<tr>") == 3 and html_out.count("<th style") == 3 and html_out.count("<td style") == 6
+    assert "loss &lt;x&gt;" in html_out and "<x>" not in html_out  # escaped
+    assert repr(t).splitlines() == ["tool          healthy     A",
+                                    "------------  ----------  --------------",
+                                    "leakage test  ok 0 pairs  FAIL 276 pairs",
+                                    "loss <x>      2.572       2.619"]
+    numbers = Table(["d", "params"], [[768, 1], [4096, 12345]], title="sizes")
+    assert repr(numbers).splitlines() == ["sizes", "   d  params", "----  ------", " 768       1", "4096   12345"]
+    assert '<td style="text-align:right">4096</td>' in numbers._repr_html_() and "<caption>sizes</caption>" in \
+        numbers._repr_html_()
+    with pytest.raises(ValueError, match="row 1 has 1 values but there are 2 columns"):
+        Table(["a", "b"], [[1, 2], [3]])

@@ -5,6 +5,7 @@ Static plots (end the cell with ``plt.show()``):
 - ``attention_heatmap(weights, query_tokens, key_tokens=None, mask=None, ax=None, title=None)``
 - ``plot_mask(mask)`` and ``mask_gallery({name: mask})``
 - ``head_entropy_grid(weights_by_layer)`` (and ``mean_head_entropy`` for the numbers)
+- ``Table(columns, rows)``: a cell's results as an HTML table (and aligned text), not wrapped prints
 
 Widgets (a bare ``explorer`` at the end of a cell displays it):
 
@@ -29,6 +30,7 @@ from tfcore.viz.mask_explorer import MaskExplorer, build_mask
 from tfcore.viz.mlp_explorer import NeuronExplorer
 from tfcore.viz.norm_explorer import NormExplorer
 from tfcore.viz.rope_explorer import RopeExplorer
+from tfcore.viz.table import Table
 from tfcore.viz.plots import (
     attention_heatmap,
     head_entropy_grid,
@@ -39,5 +41,5 @@ from tfcore.viz.plots import (
 )
 
 __all__ = ["AttentionExplorer", "MaskExplorer", "NeuronExplorer", "NormExplorer", "RopeExplorer", "CostCalculator",
-           "build_mask", "attention_heatmap", "head_entropy_grid", "mask_gallery", "mean_head_entropy", "plot_mask",
+           "Table", "build_mask", "attention_heatmap", "head_entropy_grid", "mask_gallery", "mean_head_entropy", "plot_mask",
            "token_label"]
