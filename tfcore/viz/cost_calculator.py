@@ -286,16 +286,18 @@ class CostCalculator:
 
 
 def human_bytes(n: float) -> str:
-    """Bytes in binary units: 37748736 -> '36.0 MiB'."""
-    for unit, size in (("TiB", 2 ** 40), ("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
-        if n >= size:
-            return f"{n / size:,.1f} {unit}"
-    return f"{n:,.0f} B"
+    """Bytes in binary units, three significant digits: 37748736 -> '36.0 MiB', 1.25 * 2**30 -> '1.25 GiB'."""
+    return _scaled(n, (("TiB", 2 ** 40), ("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)), "B")
 
 
 def human_flops(n: float) -> str:
-    """FLOPs in decimal units: 2.9e11 -> '290.0 GFLOP'."""
-    for unit, size in (("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6)):
+    """FLOPs in decimal units, three significant digits: 2.9e11 -> '290 GFLOP'."""
+    return _scaled(n, (("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6)), "FLOP")
+
+
+def _scaled(n: float, units, base: str) -> str:
+    for unit, size in units:
         if n >= size:
-            return f"{n / size:,.1f} {unit}"
-    return f"{n:,.0f} FLOP"
+            v = n / size
+            return f"{v:,.{2 if v < 10 else 1 if v < 100 else 0}f} {unit}"
+    return f"{n:,.0f} {base}"

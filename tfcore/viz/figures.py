@@ -157,17 +157,18 @@ class HeatmapGrid:
 
 def heatmap_grid(query_labels: Sequence[str], key_labels: Sequence[str], n: int = 1, cols: int | None = None, *,
                  dpi: float = 80, max_px: tuple[float, float] = (940, 440), colorbar: bool = True,
-                 cell: float | None = None, max_cell: float = 0.26) -> HeatmapGrid:
+                 cell: float | None = None, max_cell: float = 0.26, max_label_px: float = 13.0) -> HeatmapGrid:
     """Lay out ``n`` heatmaps (T_q, T_k) within ``max_px`` (width, height) pixels at ``dpi``, or with a given ``cell``.
 
-    Cells are square and as large as fits (at most ``max_cell`` inches). Labels are at least
-    ``MIN_TEXT_PX`` pixels tall (at most 13): where cells are smaller, only every k-th token is
-    labelled. ``cols`` defaults to the number of columns that gives the largest cells.
+    Cells are square and as large as fits (at most ``max_cell`` inches). Labels are as tall as a
+    cell, at least ``MIN_TEXT_PX`` and at most ``max_label_px`` pixels: where cells are smaller
+    than the labels, only every k-th token is labelled. ``cols`` defaults to the number of
+    columns that gives the largest cells.
     """
     t_q, t_k = len(query_labels), len(key_labels)
     if n < 1 or t_q < 1 or t_k < 1:
         raise ValueError(f"need n >= 1 panels of at least one query and key, got n={n}, T_q={t_q}, T_k={t_k}")
-    min_pt, max_pt = points(MIN_TEXT_PX, dpi), points(13, dpi)
+    min_pt, max_pt = points(MIN_TEXT_PX, dpi), points(max_label_px, dpi)
     cbar_block = 0.95 if colorbar else 0.1
     gap = 0.12
 

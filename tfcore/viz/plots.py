@@ -289,8 +289,9 @@ def attention_heatmap(
         from tfcore.viz.figures import DISPLAY_WIDTH_PX, heatmap_grid
 
         # small matrices get big cells; 64 tokens still get a readable label each
-        lay = heatmap_grid(q_labels, k_labels, dpi=plt.rcParams["figure.dpi"], max_px=(DISPLAY_WIDTH_PX, 700),
-                           colorbar=colorbar, max_cell=0.5)
+        dpi = plt.rcParams["figure.dpi"]
+        lay = heatmap_grid(q_labels, k_labels, dpi=dpi, max_px=(DISPLAY_WIDTH_PX, 700), colorbar=colorbar,
+                           max_cell=0.5, max_label_px=11 * dpi / 72)
         _, ax = plt.subplots(figsize=lay.figsize, layout="constrained")
     hm = Heatmap(ax, t_q, t_k, q_labels, k_labels, cmap)
     hm.update(w, m, vmax, highlight_row)
