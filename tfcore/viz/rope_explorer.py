@@ -63,7 +63,7 @@ class RopeExplorer:
         self.key_pos = W.IntSlider(value=key_pos, min=0, max=max_pos, description="key pos n", style=style,
                                    layout=W.Layout(width="420px"))
         self.pair = W.ToggleButtons(options=[(f"pair {i}: θ = {t:.3g}", i) for i, t in enumerate(self.thetas)],
-                                    value=0, style={"button_width": "130px"})
+                                    value=0, style={"button_width": "150px"})
         self.status = W.HTML()
         self.image = image_widget()
         self.widget = W.VBox([W.HBox([self.query_pos, self.key_pos]), self.pair, self.status, self.image])
