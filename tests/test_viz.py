@@ -483,7 +483,8 @@ def test_drawn_text_px_measures_what_is_shown():
     fig = Figure(figsize=(4, 2), dpi=100)
     fig.text(0.1, 0.5, "six points", fontsize=6)
     fig.text(0.1, 0.2, "twelve points", fontsize=12)
-    assert drawn_text_px(fig) == [("six points", pytest.approx(6 * 100 / 72)), ("twelve points", pytest.approx(12 * 100 / 72))]
+    assert drawn_text_px(fig) == [("six points", pytest.approx(6 * 100 / 72)),
+                                  ("twelve points", pytest.approx(12 * 100 / 72))]
     wide = Figure(figsize=(19.2, 2), dpi=100)  # 1920 px wide: shown at half size in a 960 px output area
     wide.text(0.1, 0.5, "twelve points", fontsize=12)
     assert drawn_text_px(wide) == [("twelve points", pytest.approx(12 * 100 / 72 / 2))]
@@ -785,7 +786,8 @@ def test_cost_calculator_named_models_and_controls():
 def test_table_html_and_text():
     from tfcore.viz import Table
 
-    t = Table(["tool", "healthy", "A"], [["leakage test", "ok 0 pairs", "FAIL 276 pairs"], ["loss <x>", "2.572", "2.619"]])
+    t = Table(["tool", "healthy", "A"],
+              [["leakage test", "ok 0 pairs", "FAIL 276 pairs"], ["loss <x>", "2.572", "2.619"]])
     html_out = t._repr_html_()
     assert html_out.count("<tr>") == 3 and html_out.count("<th style") == 3 and html_out.count("<td style") == 6
     assert "loss &lt;x&gt;" in html_out and "<x>" not in html_out  # escaped

@@ -41,5 +41,5 @@ from tfcore.viz.plots import (
 )
 
 __all__ = ["AttentionExplorer", "MaskExplorer", "NeuronExplorer", "NormExplorer", "RopeExplorer", "CostCalculator",
-           "Table", "build_mask", "attention_heatmap", "head_entropy_grid", "mask_gallery", "mean_head_entropy", "plot_mask",
-           "token_label"]
+           "Table", "build_mask", "attention_heatmap", "head_entropy_grid", "mask_gallery", "mean_head_entropy",
+           "plot_mask", "token_label"]

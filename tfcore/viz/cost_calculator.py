@@ -115,7 +115,8 @@ class CostCalculator:
         self.sizes = {name: W.BoundedIntText(value=1, min=1, max=1_000_000, description=labels[name], style=short,
                                              layout=W.Layout(width="175px")) for name in SIZES}
         self.mlp = W.ToggleButtons(options=[("GELU MLP", "gelu_tanh"), ("SwiGLU", "swiglu")], value="gelu_tanh",
-                                   style={"button_width": "90px"}, tooltips=["2 matrices: W1, W2", "3 matrices: W1, W2, W3"])
+                                   style={"button_width": "90px"},
+                                   tooltips=["2 matrices: W1, W2", "3 matrices: W1, W2, W3"])
         self.seq_len = W.SelectionSlider(options=LENGTHS, value=seq_len, description="T", style=short,
                                          layout=W.Layout(width="420px"))
         self.batch = W.BoundedIntText(value=batch, min=1, max=65536, description="batch B", style=short,
@@ -195,15 +196,18 @@ class CostCalculator:
         v, c = self.values, self.config
         name = self.model.value if self.model.value != CUSTOM else f"custom (based on {self.base})"
         rows = [
-            ("parameters", f"{v['parameters'] / 1e6:,.1f} M", f"vocabulary {c.vocab_size:,}, d_head {c.d_model // c.n_heads}"),
+            ("parameters", f"{v['parameters'] / 1e6:,.1f} M",
+             f"vocabulary {c.vocab_size:,}, d_head {c.d_model // c.n_heads}"),
             ("weights", human_bytes(v["weights"]), f"{self.dtype.value}, {DTYPES[self.dtype.value]} bytes per value"),
             ("FLOPs of one layer", human_flops(v["layer"]), f"attention {human_flops(v['attention'])}, "
              f"projections {human_flops(v['projections'])}, MLP {human_flops(v['mlp'])}"),
             ("FLOPs of a forward pass", human_flops(v["forward"]), f"{c.n_layers} layers, B = {self.batch.value}, "
              f"T = {self.seq_len.value:,} (embeddings left out)"),
-            ("attention = rest at", f"T = {v['crossover']:,.0f}", "beyond it the T² term costs more than the linear layers"),
+            ("attention = rest at", f"T = {v['crossover']:,.0f}",
+             "beyond it the T² term costs more than the linear layers"),
             ("scores of one layer", human_bytes(v["scores"]), "B h T² values, if materialised (naive attention)"),
-            ("KV cache", human_bytes(v["kv_cache"]), f"2 L B T h_kv d_head, h_kv = {c.n_kv_heads} of {c.n_heads} heads"),
+            ("KV cache", human_bytes(v["kv_cache"]),
+             f"2 L B T h_kv d_head, h_kv = {c.n_kv_heads} of {c.n_heads} heads"),
         ]
         cells = "".join(f"<tr><td style='padding-right:12px'>{html.escape(a)}</td><td style='text-align:right;"
                         f"padding-right:12px'><b>{html.escape(b)}</b></td><td>{html.escape(d)}</td></tr>"

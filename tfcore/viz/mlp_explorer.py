@@ -9,10 +9,7 @@ sees the first, a SwiGLU unit sees both.
 
 from __future__ import annotations
 
-import contextlib
 import html
-import math
-from typing import Iterator
 
 import numpy as np
 
@@ -67,7 +64,6 @@ class NeuronExplorer:
         self.value = v / v.norm()
         self._modules: dict[str, object] = {}
         self._planes: dict[str, np.ndarray] = {}
-        self._holding = False
 
         style = {"description_width": "60px"}
         self.activation = W.ToggleButtons(options=[(NAMES[c], c) for c in CHOICES], value=activation,
@@ -84,7 +80,7 @@ class NeuronExplorer:
                        (self.image, "tfcore-neuron-image")):
             w.add_class(cls)
         for w in (self.activation, self.along, self.across):
-            w.observe(self._on_change, "value")
+            w.observe(lambda change: self._update(), "value")
         self._fast = None
         self._update()
 
@@ -136,18 +132,6 @@ class NeuronExplorer:
         return self._planes[kind]
 
     # ------------------------------------------------------------ controls
-
-    @contextlib.contextmanager
-    def _hold(self) -> Iterator[None]:
-        held, self._holding = self._holding, True
-        try:
-            yield
-        finally:
-            self._holding = held
-
-    def _on_change(self, change) -> None:
-        if not self._holding:
-            self._update()
 
     def _update(self) -> None:
         import torch

@@ -1,4 +1,4 @@
-"""Table: rows of results that a notebook shows as an HTML table (text columns wrap inside their cell, never under the table)."""
+"""Table: rows of results that a notebook shows as an HTML table, whose cells wrap in place (no wrapped print lines)."""
 
 from __future__ import annotations
 
