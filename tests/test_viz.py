@@ -170,6 +170,27 @@ def test_heatmap_readable_at_64_tokens():
     assert min(px for _, px in drawn_text_px(ax.figure, tight=True)) >= MIN_TEXT_PX
 
 
+@pytest.mark.parametrize("figsize", [(3.5, 3.5), (6, 6), (9.4, 4.8)])
+def test_heatmap_labels_never_overlap(figsize):
+    """In any figure the labels keep >= 9 px and do not overlap: every k-th token, k chosen when drawn."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=figsize, layout="constrained")
+    for ax in axes:
+        attention_heatmap(torch.rand(42, 42), "to be, or not to be, that is the question:", ax=ax, mask="causal")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in axes:
+        shown = [t for t in ax.get_yticklabels() if t.get_text()]
+        boxes = sorted((t.get_window_extent(renderer) for t in shown), key=lambda b: b.y0)
+        for low, high in zip(boxes, boxes[1:]):
+            assert high.y0 >= low.y0 + 0.9 * shown[0].get_fontsize() * fig.dpi / 72 - 0.5  # a line apart
+        step = int(ax.get_yticks()[1] - ax.get_yticks()[0])
+        assert len(shown) == len(range(0, 42, step))
+        assert (step == 1) == (figsize == (9.4, 4.8))  # lesson 01's size shows every token; smaller ones thin out
+    assert smallest_px(fig, tight=True)[1] >= MIN_TEXT_PX
+
+
 def test_mask_gallery_and_plot_mask():
     masks = {"causal": causal_mask(8), "padding": padding_mask([5, 8], 8), "sliding": sliding_window_mask(8, 3),
              "prefix-LM": prefix_lm_mask(8, 3), "packed": block_diagonal_mask(torch.tensor([0, 0, 0, 1, 1, 2, 2, 2]))}

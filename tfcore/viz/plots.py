@@ -23,6 +23,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import PathPatch, Rectangle
 from matplotlib.path import Path
+from matplotlib.ticker import Formatter, Locator
 
 MASKED_FACE = "#dcdcdc"  # hidden cells: light grey ...
 MASKED_HATCH = "#8a8a8a"  # ... with darker diagonal hatching
@@ -211,30 +212,67 @@ def set_token_ticks(ax: Axes, query_labels: Sequence[str], key_labels: Sequence[
                     steps: tuple[int, int] | None = None, show: tuple[bool, bool] = (True, True)) -> None:
     """Token labels on both axes, at least 9 px tall: every token, or every k-th where the cells are smaller.
 
-    size (points) defaults to the cell's height, at least ``MIN_TEXT_PX`` at the figure's dpi;
-    steps (query, key) and rotate_keys default to what keeps the labels from overlapping
-    (``figures.label_plan``). show: (query labels, key labels); a hidden axis keeps its ticks.
+    size (points) defaults to the cell's height, at least ``MIN_TEXT_PX`` at the figure's dpi.
+    steps (query, key): label every k-th token; by default ``TokenLocator`` picks k when the
+    figure is drawn, from the axes' final size (after a constrained layout), so that labels
+    never overlap. rotate_keys defaults to rotating multi-character keys wider than a cell.
+    show: (query labels, key labels); a hidden axis keeps its ticks.
     """
-    from tfcore.viz.figures import MIN_TEXT_PX, label_plan, points
+    from tfcore.viz.figures import MIN_TEXT_PX, label_plan, points, text_width
 
     t_q, t_k = len(query_labels), len(key_labels)
     fig_w, fig_h = ax.figure.get_size_inches()
     pos = ax.get_position()
-    cell = min(pos.width * fig_w / max(t_k, 1), pos.height * fig_h / max(t_q, 1))  # inches
+    cell = min(pos.width * fig_w / max(t_k, 1), pos.height * fig_h / max(t_q, 1))  # inches, before any layout
     if size is None:
         size = float(np.clip(cell * 72, points(MIN_TEXT_PX, ax.figure.dpi), 11.0))
-    q_step, k_step, rotate = label_plan(query_labels, key_labels, cell, size)
-    steps = (q_step, k_step) if steps is None else steps
-    rotate_keys = rotate if rotate_keys is None else rotate_keys
-    for axis, labels, step in ((ax.yaxis, query_labels, steps[0]), (ax.xaxis, key_labels, steps[1])):
-        ticks = _tick_positions(len(labels), step)
-        axis.set_ticks(ticks, [labels[i] for i in ticks], fontsize=size)
-    ax.tick_params(axis="x", labelrotation=90 if rotate_keys else 0, length=2, pad=1,
+    if rotate_keys is None:
+        rotate_keys = label_plan(query_labels, key_labels, cell, size)[2]
+    longest = max(map(len, key_labels), default=0)
+    key_room = size if rotate_keys else text_width(key_labels, size) * 72 + (0.25 * size if longest > 1 else 0)
+    for axis, labels, room, step in ((ax.yaxis, query_labels, size, steps and steps[0]),
+                                     (ax.xaxis, key_labels, key_room, steps and steps[1])):
+        axis.set_major_locator(TokenLocator(len(labels), room, step))
+        axis.set_major_formatter(TokenFormatter(labels))
+    ax.tick_params(axis="x", labelrotation=90 if rotate_keys else 0, length=2, pad=1, labelsize=size,
                    top=False, labeltop=False, bottom=True, labelbottom=show[1])
-    ax.tick_params(axis="y", length=2, pad=1, labelleft=show[0])
+    ax.tick_params(axis="y", length=2, pad=1, labelsize=size, labelleft=show[0])
     label_pt = max(9.0, points(MIN_TEXT_PX, ax.figure.dpi))
     ax.set_xlabel("key" if show[1] else "", fontsize=label_pt)
     ax.set_ylabel("query" if show[0] else "", fontsize=label_pt)
+
+
+class TokenLocator(Locator):
+    """Ticks at token positions 0, k, 2k, ...: a fixed ``step``, or the smallest k whose labels do not overlap.
+
+    ``room`` (points) is what one label needs along the axis (its height when labels are
+    stacked, its width when they stand side by side); k is chosen each time the figure is
+    drawn, from the axes' size then, and never labels more than 96 tokens.
+    """
+
+    def __init__(self, n: int, room: float, step: int | None = None) -> None:
+        self.n, self.room, self.step = n, room, step
+
+    def __call__(self) -> list[int]:
+        return _tick_positions(self.n, self.step or self._fitting_step())
+
+    def _fitting_step(self) -> int:
+        axes = self.axis.axes
+        box = axes.get_window_extent()
+        length = box.height if self.axis is axes.yaxis else box.width  # pixels
+        cell = length / max(self.n, 1) * 72 / axes.figure.dpi  # points per token
+        return max(1, math.ceil(0.9 * self.room / cell - 1e-9)) if cell > 0 else 1
+
+
+class TokenFormatter(Formatter):
+    """Labels token position i with ``labels[i]``; ``relabel`` swaps the list without new tick objects."""
+
+    def __init__(self, labels: Sequence[str]) -> None:
+        self.labels = list(labels)
+
+    def __call__(self, x, pos=None) -> str:
+        i = int(round(x))
+        return self.labels[i] if 0 <= i < len(self.labels) else ""
 
 
 def _tick_positions(n: int, step: int = 1) -> list[int]:
@@ -242,9 +280,12 @@ def _tick_positions(n: int, step: int = 1) -> list[int]:
 
 
 def relabel(axis, labels: Sequence[str]) -> None:
-    """New token labels on an axis made by ``set_token_ticks`` (same length, same step): no new tick objects."""
-    ticks = axis.get_ticklocs()
-    axis.set_ticklabels([labels[int(round(i))] for i in ticks])
+    """New token labels (same number of tokens) on an axis made by ``set_token_ticks``, or with fixed tick labels."""
+    formatter = axis.get_major_formatter()
+    if hasattr(formatter, "labels"):
+        formatter.labels = list(labels)
+    else:
+        axis.set_ticklabels([labels[int(round(i))] for i in axis.get_ticklocs()])
 
 
 def attention_heatmap(
