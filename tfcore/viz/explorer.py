@@ -15,7 +15,15 @@ from typing import Iterator
 
 import numpy as np
 
-from tfcore.viz.figures import FastFigure, HeatmapLayout, grid_layout, heatmap_layout, new_figure
+from tfcore.viz.figures import (
+    FastFigure,
+    HeatmapGrid,
+    heatmap_grid,
+    image_widget,
+    new_figure,
+    stack_png,
+    widget_bundle,
+)
 from tfcore.viz.plots import (
     HIGHLIGHT,
     MASKED_FACE,
@@ -29,6 +37,10 @@ from tfcore.viz.plots import (
 
 VIEWS = ("head", "all heads", "compare")
 SERIES_COLOURS = ("#2f6fad", "#e8892a")
+SMALL = 9  # points: colour-bar ticks, axis labels (10 px at the widgets' 80 dpi)
+# The heatmaps' room in pixels: with the controls above and the bar chart below, the whole
+# explorer fits a 1400 x 1000 browser window in JupyterLab (file browser open).
+HEATMAP_PX = (940, 430)
 
 
 def _describe(name: str, causal: bool) -> str:
@@ -48,13 +60,15 @@ class AttentionExplorer:
     Controls (all ipywidgets, reachable as attributes): ``layer`` (Dropdown of layer names),
     ``head`` (IntSlider), ``view`` ("head", "all heads": every head of the layer as a grid,
     "compare": ``head`` and ``compare_head`` side by side), ``compare_head``, ``query``
-    (IntSlider: that query's row is outlined and drawn as bars over the keys), ``text`` and
-    ``source`` (Text) with the ``run_button``. ``status`` explains the view or what went wrong.
+    (IntSlider, starting at ``query``, default the first: that query's row is outlined and drawn
+    as bars over the keys), ``text`` and ``source`` (Text) with the ``run_button``. ``status``
+    explains the view or what went wrong.
 
     Data for checks: ``weights`` {layer: (h, T_q, T_k) array}, ``selected_weights``
     (T_q, T_k), ``compare_weights``, ``selected_row`` (T_k,), ``query_tokens``,
     ``key_tokens``. ``widget`` is the top-level VBox; a bare ``explorer`` at the end of a
-    cell displays it.
+    cell displays it, with a PNG picture of the view as it is then (``picture()``), which a
+    saved notebook shows where the live widget cannot be drawn.
 
     Raises ValueError for what cannot be shown: text longer than ``max_seq_len``,
     characters outside the vocabulary, an encoder-decoder model without ``source_text``, a
@@ -62,13 +76,13 @@ class AttentionExplorer:
     """
 
     def __init__(self, model, tokenizer, text: str, source_text: str | None = None, *, layer: str | None = None,
-                 head: int = 0, dpi: float = 80, cmap="viridis") -> None:
+                 head: int = 0, query: int = 0, dpi: float = 80, cmap="viridis") -> None:
         self.model, self.tokenizer, self.dpi, self.cmap = model, tokenizer, dpi, cmap
         self.error: str | None = None
         self._figures: dict[tuple, list] = {}  # layout key -> [FastFigure, parts..., tokens shown]
         self._holding = False
         self._capture(text, source_text)
-        self._build_widgets(layer, head)
+        self._build_widgets(layer, head, query)
         self._render()
 
     # ------------------------------------------------------------ running the model
@@ -176,7 +190,7 @@ class AttentionExplorer:
 
     # ------------------------------------------------------------ widgets
 
-    def _build_widgets(self, layer: str | None, head: int) -> None:
+    def _build_widgets(self, layer: str | None, head: int, query: int) -> None:
         import ipywidgets as W
 
         names = list(self.weights)
@@ -186,6 +200,9 @@ class AttentionExplorer:
         h = self.weights[layer].shape[0]
         if not 0 <= head < h:
             raise ValueError(f"head must lie in [0, {h}), got {head}")
+        t_q = self.weights[layer].shape[1]
+        if not 0 <= query < t_q:
+            raise ValueError(f"query must lie in [0, T_q={t_q}) for layer {layer!r}, got {query}")
         style = {"description_width": "56px"}
         self.layer = W.Dropdown(options=[(_describe(n, self._masks[n] is not None), n) for n in names], value=layer,
                                 description="layer", style=style, layout=W.Layout(width="340px"))
@@ -206,8 +223,7 @@ class AttentionExplorer:
         self.run_button = W.Button(description="run", icon="play", tooltip="run the model on the text",
                                    layout=W.Layout(width="80px"))
         self.status = W.HTML()
-        self.image = W.Image(format="png", layout=W.Layout(max_width="100%", height="auto"))
-        self.row_image = W.Image(format="png", layout=W.Layout(max_width="100%", height="auto"))
+        self.image, self.row_image = image_widget(), image_widget()
         for w, cls in ((self.layer, "tfcore-layer"), (self.view, "tfcore-view"), (self.head, "tfcore-head"),
                        (self.compare_head, "tfcore-compare-head"), (self.query, "tfcore-query"),
                        (self.text, "tfcore-text"), (self.source, "tfcore-source"), (self.run_button, "tfcore-run"),
@@ -215,6 +231,7 @@ class AttentionExplorer:
                        (self.row_image, "tfcore-row")):
             w.add_class(cls)
         self._sync_ranges(keep_query=False)
+        self.query.value = query
         inputs = [self.text] + ([self.source] if self.architecture == "encoder-decoder" else []) + [self.run_button]
         self.widget = W.VBox([
             W.HBox([self.layer, self.view]),
@@ -251,7 +268,7 @@ class AttentionExplorer:
                 s.max = max(h - 1, 0)
             self.query.max = t_q - 1
             if not keep_query:
-                self.query.value = t_q - 1  # the last query sees the most keys
+                self.query.value = 0  # the first query: the slider's arrow key steps forward from there
             self.query.value = min(self.query.value, t_q - 1)
 
     def _on_layer(self, change) -> None:
@@ -325,30 +342,29 @@ class AttentionExplorer:
         q_tokens, k_tokens = self._labels[layer]
         mask, row = self._masks[layer], self.query.value
         w = self.weights[layer]
-        if view == "all heads":
-            fast, maps, frames = self._figure(("grid", w.shape), lambda: self._grid_figure(w.shape))[:3]
-            for h, (hm, frame) in enumerate(zip(maps, frames)):
-                hm.update(w[h], mask, None, row)
-                chosen = h == self.head.value
-                hm.ax.set_title(f"head {h}", fontsize=9, color=HIGHLIGHT if chosen else "black",
-                                fontweight="bold" if chosen else "normal")
-                frame.set_visible(chosen)
-            fast.fig._suptitle.set_text(f"{layer}: every head (each scaled to its own largest weight)")
-            return fast.png()
-        heads = self._heads()
-        key = ("heads", len(heads)) + _shape_key(q_tokens, k_tokens)
-        entry = self._figure(key, lambda: self._heatmap_figure(len(heads), q_tokens, k_tokens))
-        fast, maps = entry[:2]
+        heads = list(range(w.shape[0])) if view == "all heads" else self._heads()
+        key = (view if view == "all heads" else "heads", len(heads)) + _shape_key(q_tokens, k_tokens)
+        entry = self._figure(key, lambda: self._heatmap_figure(len(heads), q_tokens, k_tokens, view == "all heads"))
+        fast, maps, frames = entry[:3]
         if self._relabel(entry, q_tokens, k_tokens):
             for hm in maps:
                 relabel(hm.ax.yaxis, [token_label(t) for t in q_tokens])
                 relabel(hm.ax.xaxis, [token_label(t) for t in k_tokens])
-        top = max(_top(w[h]) for h in heads)  # one colour scale for both heads
+        top = max(_top(w[h]) for h in heads)  # one colour scale for every head shown: the colour bar's
         if top != maps[0].image.norm.vmax:
             fast.invalidate()  # the colour bar is part of the background
-        for hm, h, colour in zip(maps, heads, SERIES_COLOURS):
+        for hm, frame, h, i in zip(maps, frames, heads, range(len(heads))):
             hm.update(w[h], mask, top, row)
-            hm.ax.set_title(f"{layer} · head {h}", fontsize=10, color=colour if len(heads) > 1 else "black")
+            if view == "all heads":
+                chosen = h == self.head.value
+                hm.ax.set_title(f"head {h}", fontsize=10, color=HIGHLIGHT if chosen else "black",
+                                fontweight="bold" if chosen else "normal")
+                frame.set_visible(chosen)
+            else:
+                colour = SERIES_COLOURS[i] if len(heads) > 1 else "black"
+                hm.ax.set_title(f"{layer} · head {h}", fontsize=10, color=colour)
+        if view == "all heads":
+            fast.fig._suptitle.set_text(f"{layer}: every head, one colour scale")
         return fast.png()
 
     def _render_row(self) -> bytes:
@@ -369,7 +385,7 @@ class AttentionExplorer:
         hidden.set_path(_column_path(visible))
         hidden.set_visible(not visible.all())
         ax.set_title(f"query {q} {token_label(q_tokens[q])!r}: attention over the keys "
-                     f"({', '.join(f'head {h}' for h in heads)})", fontsize=9, loc="left")
+                     f"({', '.join(f'head {h}' for h in heads)})", fontsize=10, loc="left")
         return fast.png()
 
     def _row_details(self) -> str:
@@ -410,37 +426,38 @@ class AttentionExplorer:
         entry[0].invalidate()
         return True
 
-    def _layout(self, q_tokens: list[str], k_tokens: list[str], panels: int) -> HeatmapLayout:
-        return heatmap_layout([token_label(t) for t in q_tokens], [token_label(t) for t in k_tokens], panels)
+    def _layout(self, q_tokens: list[str], k_tokens: list[str], panels: int, cols: int | None = None) -> HeatmapGrid:
+        return heatmap_grid([token_label(t) for t in q_tokens], [token_label(t) for t in k_tokens], panels, cols,
+                            dpi=self.dpi, max_px=HEATMAP_PX)
 
-    def _heatmap_figure(self, panels: int, q_tokens: list[str], k_tokens: list[str]):
-        lay = self._layout(q_tokens, k_tokens, panels)
-        fig = new_figure(lay.figsize, self.dpi)
-        q_labels, k_labels = [token_label(t) for t in q_tokens], [token_label(t) for t in k_tokens]
-        maps = [Heatmap(fig.add_axes(rect), len(q_tokens), len(k_tokens), q_labels, k_labels, self.cmap,
-                        label_size=lay.label_size, rotate_keys=lay.rotate_keys) for rect in lay.axes]
-        cb = fig.colorbar(maps[0].image, cax=fig.add_axes(lay.colorbar))
-        cb.set_label("attention weight", fontsize=9)
-        cb.ax.tick_params(labelsize=8)
-        for hm in maps[1:]:  # the colour bar follows the first map; both share its scale
-            hm.image.set_norm(maps[0].image.norm)
-        animated = [a for hm in maps for a in hm.artists()]
-        return FastFigure(fig, animated), maps
-
-    def _grid_figure(self, shape: tuple[int, int, int]):
+    def _heatmap_figure(self, panels: int, q_tokens: list[str], k_tokens: list[str], grid: bool):
+        """``panels`` heatmaps sharing one colour bar: side by side ("head", "compare") or in a grid ("all heads")."""
         from matplotlib.patches import Rectangle
 
-        h, t_q, t_k = shape
-        figsize, rects = grid_layout(h, t_q, t_k)
+        lay = self._layout(q_tokens, k_tokens, panels, None if grid else panels)
+        top_pad = 0.3 if grid else 0.0  # room for the suptitle
+        figsize = (lay.figsize[0], lay.figsize[1] + top_pad)
         fig = new_figure(figsize, self.dpi)
-        maps = [Heatmap(fig.add_axes(rect), t_q, t_k, cmap=self.cmap, labels=False) for rect in rects]
-        frames = []
-        for hm in maps:
-            hm.row_box.set_linewidth(1.0)
-            frames.append(hm.ax.add_patch(Rectangle((0, 0), 1, 1, transform=hm.ax.transAxes, fill=False,
-                                                    edgecolor=HIGHLIGHT, linewidth=3, clip_on=False, zorder=5)))
-        fig.suptitle(" ", fontsize=10, y=1 - 0.08 / figsize[1], va="top")
-        animated = [a for hm in maps for a in hm.artists()] + frames + [fig._suptitle]
+        shrink = lay.figsize[1] / figsize[1]
+        q_labels, k_labels = [token_label(t) for t in q_tokens], [token_label(t) for t in k_tokens]
+        maps, frames = [], []
+        for i, (x, y, w, h) in enumerate(lay.axes):
+            ax = fig.add_axes((x, y * shrink, w, h * shrink))
+            maps.append(Heatmap(ax, len(q_tokens), len(k_tokens), q_labels, k_labels, self.cmap,
+                                label_size=lay.label_size, rotate_keys=lay.rotate_keys, steps=lay.steps,
+                                show=lay.shows(i, panels)))
+            frames.append(ax.add_patch(Rectangle((0, 0), 1, 1, transform=ax.transAxes, fill=False, edgecolor=HIGHLIGHT,
+                                                 linewidth=3, clip_on=False, zorder=5, visible=False)))
+        x, y, w, h = lay.colorbar
+        cb = fig.colorbar(maps[0].image, cax=fig.add_axes((x, y * shrink, w, h * shrink)))
+        cb.set_label("attention weight", fontsize=SMALL)
+        cb.ax.tick_params(labelsize=SMALL)
+        for hm in maps[1:]:  # the colour bar follows the first map; all share its scale
+            hm.image.set_norm(maps[0].image.norm)
+        animated = [a for hm in maps for a in hm.artists()] + frames
+        if grid:
+            fig.suptitle(" ", fontsize=11, x=0.02, ha="left", y=1 - 0.06 / figsize[1], va="top")
+            animated.append(fig._suptitle)
         return FastFigure(fig, animated), maps, frames
 
     def _row_figure(self, n_series: int, k_tokens: list[str]):
@@ -466,13 +483,13 @@ class AttentionExplorer:
         ax.set_xlim(-0.5, t_k - 0.5)
         ax.set_ylim(0, 1)
         labels = [token_label(t) for t in k_tokens]
-        ax.set_xticks(_tick_positions(t_k), [labels[i] for i in _tick_positions(t_k)], fontsize=lay.label_size,
-                      rotation=90 if lay.rotate_keys else 0)
+        ticks = _tick_positions(t_k, lay.steps[1])
+        ax.set_xticks(ticks, [labels[i] for i in ticks], fontsize=lay.label_size, rotation=90 if lay.rotate_keys else 0)
         ax.tick_params(axis="x", length=2, pad=1)
-        ax.tick_params(axis="y", labelsize=8, length=2, pad=1)
-        ax.set_ylabel("weight", fontsize=9)
-        ax.set_xlabel("key", fontsize=9)
-        ax.set_title(" ", fontsize=9, loc="left")
+        ax.tick_params(axis="y", labelsize=SMALL, length=2, pad=1)
+        ax.set_ylabel("weight", fontsize=SMALL)
+        ax.set_xlabel("key", fontsize=SMALL)
+        ax.set_title(" ", fontsize=10, loc="left")
         ax.spines[["top", "right"]].set_visible(False)
         animated = [hidden] + bars + [ax._left_title, ax.yaxis]
         return FastFigure(fig, animated), (ax, bars, hidden)
@@ -501,10 +518,12 @@ class AttentionExplorer:
                 f"tokens={len(self.tokens)}" + (f", source_tokens={len(self.source_tokens)}" if self.source_tokens
                                                 else "") + ")")
 
+    def picture(self) -> bytes:
+        """PNG of the view as it is now: the heatmap(s) above the bar chart of the selected query."""
+        return stack_png([bytes(self.image.value), bytes(self.row_image.value)])
+
     def _repr_mimebundle_(self, include=None, exclude=None):
-        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude) or {}
-        bundle["text/plain"] = repr(self)  # stable under nbval (no memory addresses, no PNG bytes)
-        return bundle
+        return widget_bundle(self.widget, repr(self), self.picture(), include, exclude)
 
 
 def _bars_path(heights: np.ndarray, offset: float, width: float):
@@ -555,7 +574,7 @@ def _top(w: np.ndarray) -> float:
 
 def _entropy(row: np.ndarray) -> float:
     p = row[row > 0]
-    return float(-(p * np.log(p)).sum())
+    return float(-(p * np.log(p)).sum()) + 0.0  # + 0.0: a one-hot row prints 0.00, not -0.00
 
 
 def _short(text: str, n: int = 40) -> str:

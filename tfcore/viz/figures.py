@@ -5,17 +5,22 @@ updated. Two things keep a redraw cheap:
 
 - the layout is computed from the label sizes (no constrained-layout pass): every cell is
   square and the same size in the heatmap and in the bar chart under it, so the bars
-  line up with the heatmap's columns;
+  line up with the heatmap's columns; a whole widget fits a 1400 x 1000 browser window;
 - ``FastFigure`` draws the static parts (tick labels: most of the work) once into a
   background and on each redraw restores it and draws only the artists that changed.
 
 The figures are plain ``matplotlib.figure.Figure`` objects with an Agg canvas: pyplot never
 sees them, so ``plt.show()`` in a notebook does not show them twice.
+
+Readable text: every label is at least ``MIN_TEXT_PX`` (9) pixels tall as shown at 100 % zoom
+in a 1400 px wide window, where a notebook's output area is about ``DISPLAY_WIDTH_PX`` wide
+and wider pictures are shrunk to fit. ``drawn_text_px(fig)`` measures it for any figure.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -23,6 +28,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 TITLE = 0.36  # inches above an axes for a one-line title
+MIN_TEXT_PX = 9.0  # the smallest text a learner should have to read, at 100 % zoom
+DISPLAY_WIDTH_PX = 960  # JupyterLab's output area in a 1400 px wide window, file browser open: wider pictures shrink
 
 
 def new_figure(figsize: tuple[float, float], dpi: float = 80) -> Figure:
@@ -86,63 +93,198 @@ def text_width(labels: Sequence[str], size: float) -> float:
     return widest / 72
 
 
+
+# ---------------------------------------------------------------- readable sizes
+
+
+def points(px: float, dpi: float) -> float:
+    """The font size in points whose glyphs are ``px`` pixels tall in a figure drawn at ``dpi``."""
+    return px * 72.0 / dpi
+
+
+def label_plan(query_labels: Sequence[str], key_labels: Sequence[str], cell: float,
+               size: float) -> tuple[int, int, bool]:
+    """(query step, key step, rotate keys) so that labels of ``size`` points never overlap in cells of ``cell`` inches.
+
+    Query labels are stacked, so each needs a cell at least 0.9 times the font size (single
+    characters then never touch); key labels lie side by side, so each needs its width,
+    unless rotated (then its height). Every step-th token is labelled: at most 96 per axis,
+    and fewer where the cells are small.
+    """
+    cell_pt = cell * 72
+    stacked = max(1, math.ceil(0.9 * size / cell_pt - 1e-9))
+    q_step = max(stacked, math.ceil(len(query_labels) / 96))
+    cap = math.ceil(len(key_labels) / 96)
+    longest = max(map(len, key_labels), default=0)
+    widest = text_width(key_labels, size) * 72 + (0.25 * size if longest > 1 else 0)  # a gap between words
+    flat = max(1, math.ceil(widest / cell_pt - 1e-9))
+    rotate = longest > 1 and stacked < flat
+    return q_step, max(stacked if rotate else flat, cap), rotate
+
+
 @dataclass
-class HeatmapLayout:
-    """Where everything goes (inches, from the figure's bottom-left) for ``panels`` heatmaps side by side."""
+class HeatmapGrid:
+    """Where ``n`` heatmaps of square cells go (figure fractions), with one colour bar, and their label sizes.
+
+    Panels share their axes: query labels on the left column, key labels under the panels
+    with none below. ``left`` and ``bottom`` (inches) are the label blocks, which a bar chart
+    over the keys reuses (``row_chart``) so that its bars line up with the first panel's columns.
+    """
 
     figsize: tuple[float, float]
     cell: float  # inches per token
     label_size: float  # points
+    steps: tuple[int, int]  # label every steps[0]-th query and steps[1]-th key
     rotate_keys: bool
-    axes: list[tuple[float, float, float, float]]  # (left, bottom, width, height) in figure fractions
+    rows: int
+    cols: int
+    axes: list[tuple[float, float, float, float]]  # (left, bottom, width, height), row-major
     colorbar: tuple[float, float, float, float] | None
-    left: float  # the first panel's left edge (inches), shared with the bar chart below
-    bottom: float  # the x axis' label block (inches)
+    left: float
+    bottom: float
 
-    def row_chart(self, height: float = 1.45) -> tuple[tuple[float, float], tuple[float, float, float, float]]:
-        """A bar chart over the keys whose columns line up with the first heatmap's: (figsize, axes rect)."""
+    def shows(self, i: int, n: int) -> tuple[bool, bool]:
+        """(query labels, key labels) for panel ``i`` of ``n``: the left column; panels with none below."""
+        r, c = divmod(i, self.cols)
+        return c == 0, i + self.cols >= n
+
+    def row_chart(self, height: float = 1.1) -> tuple[tuple[float, float], tuple[float, float, float, float]]:
+        """A bar chart over the keys whose columns line up with the first panel's: (figsize, axes rect)."""
         w = self.figsize[0]
         h = self.bottom + height + TITLE
-        return (w, h), (self.left / w, self.bottom / h, self.axes[0][2] * w / w, height / h)
+        return (w, h), (self.left / w, self.bottom / h, self.axes[0][2], height / h)
 
 
-def heatmap_layout(query_labels: Sequence[str], key_labels: Sequence[str], panels: int = 1,
-                   colorbar: bool = True, cell: float | None = None) -> HeatmapLayout:
-    """Square cells, labels sized to the cells (5.5 to 11 pt), margins measured from the labels."""
+def heatmap_grid(query_labels: Sequence[str], key_labels: Sequence[str], n: int = 1, cols: int | None = None, *,
+                 dpi: float = 80, max_px: tuple[float, float] = (940, 440), colorbar: bool = True,
+                 cell: float | None = None, max_cell: float = 0.26, max_label_px: float = 13.0) -> HeatmapGrid:
+    """Lay out ``n`` heatmaps (T_q, T_k) within ``max_px`` (width, height) pixels at ``dpi``, or with a given ``cell``.
+
+    Cells are square and as large as fits (at most ``max_cell`` inches). Labels are as tall as a
+    cell, at least ``MIN_TEXT_PX`` and at most ``max_label_px`` pixels: where cells are smaller
+    than the labels, only every k-th token is labelled. ``cols`` defaults to the number of
+    columns that gives the largest cells.
+    """
     t_q, t_k = len(query_labels), len(key_labels)
-    if cell is None:
-        cell = float(np.clip((7.5 if panels == 1 else 5.0) / max(t_q, t_k), 0.06, 0.26))
-    size = float(np.clip(0.95 * cell * 72, 5.5, 11.0))
-    q_w, k_w = text_width(query_labels, size), text_width(key_labels, size)
-    step = max(1, -(-t_k // 96))
-    rotate = max(map(len, key_labels), default=0) > 1 and k_w > 0.9 * cell * step  # one character: never
-    tick = 4 / 72  # tick length and pad
-    left = max(0.08 + 0.2 + q_w + tick, 0.62)  # axis label "query", the labels; room for a bar chart's "0.00"
-    bottom = 0.06 + 0.22 + (k_w if rotate else size * 1.25 / 72) + tick
-    width, height = cell * t_k, cell * t_q
+    if n < 1 or t_q < 1 or t_k < 1:
+        raise ValueError(f"need n >= 1 panels of at least one query and key, got n={n}, T_q={t_q}, T_k={t_k}")
+    min_pt, max_pt = points(MIN_TEXT_PX, dpi), points(max_label_px, dpi)
     cbar_block = 0.95 if colorbar else 0.1
-    fig_w = panels * (left + width) + (panels - 1) * 0.1 + cbar_block
-    fig_h = bottom + height + TITLE
-    axes = [((left + p * (left + width + 0.1)) / fig_w, bottom / fig_h, width / fig_w, height / fig_h)
-            for p in range(panels)]
-    cbar = ((panels * (left + width) + (panels - 1) * 0.1 + 0.12) / fig_w, bottom / fig_h, 0.16 / fig_w,
-            height / fig_h) if colorbar else None
-    return HeatmapLayout((fig_w, fig_h), cell, size, rotate, axes, cbar, left, bottom)
+    gap = 0.12
 
+    def plan(cols: int, cell: float):
+        rows = -(-n // cols)
+        size = float(np.clip(cell * 72, min_pt, max(min_pt, max_pt)))
+        q_step, k_step, rotate = label_plan(query_labels, key_labels, cell, size)
+        q_w = text_width(list(query_labels)[::q_step], size)
+        k_w = text_width(list(key_labels)[::k_step], size)
+        tick = 4 / 72
+        left = max(0.08 + 0.2 + q_w + tick, 0.62)  # "query", the labels; room for a bar chart's "0.00"
+        bottom = 0.06 + 0.22 + (k_w if rotate else size * 1.25 / 72) + tick
+        return rows, size, (q_step, k_step), rotate, left, bottom
 
-def grid_layout(n: int, t_q: int, t_k: int, panel: float = 2.1, cols: int | None = None):
-    """(figsize, axes rects) for ``n`` small unlabelled heatmaps in a grid under a suptitle."""
-    cols = cols or min(n, 4)
-    rows = -(-n // cols)
-    w = panel
-    h = panel * float(np.clip(t_q / t_k, 0.3, 3.0))
-    gap_x, title, top, pad = 0.15, 0.3, 0.35, 0.1
-    fig_w = 2 * pad + cols * w + (cols - 1) * gap_x
-    fig_h = top + rows * (h + title) + pad
-    rects = []
+    def fitted(cols: int) -> float:
+        c = max_cell if cell is None else cell
+        for _ in range(3 if cell is None else 1):  # margins depend on the label size, which depends on the cell
+            rows, _, _, _, left, bottom = plan(cols, c)
+            if cell is None:
+                room_w = (max_px[0] / dpi - left - cbar_block - (cols - 1) * gap) / (cols * t_k)
+                room_h = (max_px[1] / dpi - bottom - rows * TITLE) / (rows * t_q)
+                c = float(np.clip(min(room_w, room_h), 0.02, max_cell))
+        return c
+
+    if cols is None:
+        cols = max(range(1, n + 1), key=lambda k: (round(fitted(k), 3), -k))
+    cols = min(cols, n)
+    cell = fitted(cols)
+    rows, size, steps, rotate, left, bottom = plan(cols, cell)
+    width, height = cell * t_k, cell * t_q
+    fig_w = left + cols * width + (cols - 1) * gap + cbar_block
+    fig_h = bottom + rows * (height + TITLE)
+    axes = []
     for i in range(n):
         r, c = divmod(i, cols)
-        x = pad + c * (w + gap_x)
-        y = fig_h - top - (r + 1) * (h + title) + 0.02
-        rects.append((x / fig_w, y / fig_h, w / fig_w, h / fig_h))
-    return (fig_w, fig_h), rects
+        x = left + c * (width + gap)
+        y = bottom + (rows - 1 - r) * (height + TITLE)
+        axes.append((x / fig_w, y / fig_h, width / fig_w, height / fig_h))
+    cbar = ((left + cols * width + (cols - 1) * gap + 0.12) / fig_w, bottom / fig_h, 0.16 / fig_w,
+            (rows * height + (rows - 1) * TITLE) / fig_h) if colorbar else None
+    return HeatmapGrid((fig_w, fig_h), cell, size, steps, rotate, rows, cols, axes, cbar, left, bottom)
+
+
+def drawn_text_px(figure, display_width_px: float = DISPLAY_WIDTH_PX, tight: bool = False) -> list[tuple[str, float]]:
+    """Every text a figure draws, with its font size in pixels as shown: [(text, px)], smallest first.
+
+    figure: a ``Figure`` (drawn as ``savefig`` at its dpi; ``tight=True`` as the notebook's inline
+    backend does) or a ``FastFigure`` (drawn as the widgets draw it, animated layer included).
+    The size shown is ``points * dpi / 72``, times ``display_width_px / png width`` when the
+    picture is wider than the notebook's output area and so is shrunk to fit.
+    """
+    from matplotlib.backends.backend_agg import RendererAgg
+    from PIL import Image
+
+    drawn: list[tuple[str, float]] = []
+    original = RendererAgg.draw_text
+
+    def record(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
+        if s.strip():
+            drawn.append((s, prop.get_size_in_points() * self.dpi / 72))
+        return original(self, gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
+
+    RendererAgg.draw_text = record
+    try:
+        if isinstance(figure, FastFigure):
+            figure.invalidate()
+            png = figure.png()
+        else:
+            buf = io.BytesIO()
+            figure.savefig(buf, format="png", dpi=figure.dpi, bbox_inches="tight" if tight else None)
+            png = buf.getvalue()
+    finally:
+        RendererAgg.draw_text = original
+    width = Image.open(io.BytesIO(png)).size[0]
+    scale = min(1.0, display_width_px / width)
+    return sorted(((s, px * scale) for s, px in drawn), key=lambda item: item[1])
+
+
+# ---------------------------------------------------------------- widgets: images and display
+
+
+def image_widget(**layout):
+    """An ``ipywidgets.Image`` for a figure's PNG, shown at its own size (narrowed, never stretched, to fit)."""
+    import ipywidgets as W
+
+    return W.Image(format="png", layout=W.Layout(max_width="100%", height="auto", align_self="flex-start", **layout))
+
+
+def stack_png(pictures: Sequence[bytes]) -> bytes:
+    """PNG pictures one under another, left-aligned on white, as one PNG."""
+    from PIL import Image
+
+    images = [Image.open(io.BytesIO(p)).convert("RGB") for p in pictures if p]
+    if not images:
+        raise ValueError("stack_png needs at least one non-empty PNG")
+    out = Image.new("RGB", (max(i.width for i in images), sum(i.height for i in images)), "white")
+    y = 0
+    for image in images:
+        out.paste(image, (0, y))
+        y += image.height
+    buf = io.BytesIO()
+    out.save(buf, format="png", optimize=True)
+    return buf.getvalue()
+
+
+def widget_bundle(widget, text: str, picture: bytes, include=None, exclude=None) -> dict:
+    """What a notebook stores for a widget: the live view, a PNG picture of it, and a short text.
+
+    JupyterLab draws the live widget (``application/vnd.jupyter.widget-view+json``) while the
+    kernel that made it runs; a saved notebook opened later (not trusted, or without the
+    widget's state) and a code-hosting site show ``image/png`` instead, so the lesson reads
+    well before anything runs. ``text/plain`` is what nbval compares: keep it deterministic.
+    """
+    import base64
+
+    bundle = dict(widget._repr_mimebundle_(include=include, exclude=exclude) or {})
+    bundle["text/plain"] = text
+    bundle["image/png"] = base64.b64encode(picture).decode("ascii")
+    return bundle

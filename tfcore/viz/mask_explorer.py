@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from tfcore.viz.figures import FastFigure, heatmap_layout, new_figure
+from tfcore.viz.figures import FastFigure, heatmap_grid, image_widget, new_figure, widget_bundle
 from tfcore.viz.plots import MASK_COLOURS, Heatmap, masked_path
 
 KINDS = ("causal", "padding", "sliding window", "prefix-LM", "packed sequences")
@@ -107,7 +107,7 @@ class MaskExplorer:
         self.causal = W.Checkbox(value=causal, description="causal too", indent=False)
         self.seed = W.IntText(value=seed, description="seed", style=style, layout=W.Layout(width="180px"))
         self.status = W.HTML()
-        self.image = W.Image(format="png", layout=W.Layout(max_width="100%", height="auto"))
+        self.image = image_widget()
         self._params = {"sliding window": [self.window, self.causal], "prefix-LM": [self.prefix],
                         "padding": [self.length, self.causal], "packed sequences": [self.boundaries, self.causal],
                         "causal": []}
@@ -116,6 +116,7 @@ class MaskExplorer:
                               self.status, self.image])
         self.widget.add_class("tfcore-mask-explorer")
         self.image.add_class("tfcore-mask-image")
+        self.status.add_class("tfcore-status")
         for w in (self.kind, self.t, self.window, self.prefix, self.length, self.boundaries, self.causal, self.seed):
             w.observe(self._on_change, "value")
         self._update()
@@ -190,7 +191,7 @@ class MaskExplorer:
         from tfcore.viz.plots import _masked_patch, set_token_ticks
 
         labels = [str(i) for i in range(t)]
-        lay = heatmap_layout(labels, labels, panels=2, cell=min(0.26, 4.2 / t))
+        lay = heatmap_grid(labels, labels, 2, 2, dpi=self.dpi, max_px=(760, 400))
         fig = new_figure(lay.figsize, self.dpi)
         ax_mask, ax_w = (fig.add_axes(rect) for rect in lay.axes)
         mask_image = ax_mask.imshow(np.ones((t, t)), cmap=ListedColormap(MASK_COLOURS), vmin=0, vmax=1,
@@ -198,11 +199,12 @@ class MaskExplorer:
         mask_patch = ax_mask.add_patch(_masked_patch())
         ax_mask.set_xlim(-0.5, t - 0.5)
         ax_mask.set_ylim(t - 0.5, -0.5)
-        set_token_ticks(ax_mask, labels, labels, lay.label_size, lay.rotate_keys)
-        hm = Heatmap(ax_w, t, t, labels, labels, label_size=lay.label_size, rotate_keys=lay.rotate_keys)
+        set_token_ticks(ax_mask, labels, labels, lay.label_size, lay.rotate_keys, lay.steps, lay.shows(0, 2))
+        hm = Heatmap(ax_w, t, t, labels, labels, label_size=lay.label_size, rotate_keys=lay.rotate_keys,
+                     steps=lay.steps, show=lay.shows(1, 2))
         cb = fig.colorbar(hm.image, cax=fig.add_axes(lay.colorbar))
         cb.set_label("attention weight", fontsize=9)
-        cb.ax.tick_params(labelsize=8)
+        cb.ax.tick_params(labelsize=9)
         for ax in (ax_mask, ax_w):
             ax.set_title(" ", fontsize=10)
         return FastFigure(fig, [mask_image, mask_patch, ax_mask.title] + hm.artists()), mask_image, mask_patch, hm
@@ -210,10 +212,12 @@ class MaskExplorer:
     def __repr__(self) -> str:
         return f"MaskExplorer(kind={self.kind.value!r}, T={self.t.value})"
 
+    def picture(self) -> bytes:
+        """PNG of the view as it is now: the mask beside the weights it gives."""
+        return bytes(self.image.value)
+
     def _repr_mimebundle_(self, include=None, exclude=None):
-        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude) or {}
-        bundle["text/plain"] = repr(self)
-        return bundle
+        return widget_bundle(self.widget, repr(self), self.picture(), include, exclude)
 
 
 def _ranges(rows: list[int]) -> str:

@@ -23,6 +23,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import PathPatch, Rectangle
 from matplotlib.path import Path
+from matplotlib.ticker import Formatter, Locator
 
 MASKED_FACE = "#dcdcdc"  # hidden cells: light grey ...
 MASKED_HATCH = "#8a8a8a"  # ... with darker diagonal hatching
@@ -148,7 +149,8 @@ class Heatmap:
 
     def __init__(self, ax: Axes, t_q: int, t_k: int, query_labels: list[str] | None = None,
                  key_labels: list[str] | None = None, cmap="viridis", labels: bool = True,
-                 label_size: float | None = None, rotate_keys: bool | None = None) -> None:
+                 label_size: float | None = None, rotate_keys: bool | None = None,
+                 steps: tuple[int, int] | None = None, show: tuple[bool, bool] = (True, True)) -> None:
         self.ax, self.t_q, self.t_k = ax, t_q, t_k
         cmap = _cmap(cmap)
         self.image = ax.imshow(np.zeros((t_q, t_k)), cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest",
@@ -163,7 +165,7 @@ class Heatmap:
         ax.set_ylim(t_q - 0.5, -0.5)
         if labels:
             set_token_ticks(ax, query_labels or token_labels(None, t_q, "query_tokens"),
-                            key_labels or token_labels(None, t_k, "key_tokens"), label_size, rotate_keys)
+                            key_labels or token_labels(None, t_k, "key_tokens"), label_size, rotate_keys, steps, show)
         else:
             ax.set_xticks([])
             ax.set_yticks([])
@@ -206,34 +208,84 @@ def _data_max(w: np.ndarray) -> float:
 
 
 def set_token_ticks(ax: Axes, query_labels: Sequence[str], key_labels: Sequence[str],
-                    size: float | None = None, rotate_keys: bool | None = None) -> None:
-    """Every token on both axes (every k-th past ~96 tokens), sized to the cell, keys rotated if long."""
+                    size: float | None = None, rotate_keys: bool | None = None,
+                    steps: tuple[int, int] | None = None, show: tuple[bool, bool] = (True, True)) -> None:
+    """Token labels on both axes, at least 9 px tall: every token, or every k-th where the cells are smaller.
+
+    size (points) defaults to the cell's height, at least ``MIN_TEXT_PX`` at the figure's dpi.
+    steps (query, key): label every k-th token; by default ``TokenLocator`` picks k when the
+    figure is drawn, from the axes' final size (after a constrained layout), so that labels
+    never overlap. rotate_keys defaults to rotating multi-character keys wider than a cell.
+    show: (query labels, key labels); a hidden axis keeps its ticks.
+    """
+    from tfcore.viz.figures import MIN_TEXT_PX, label_plan, points, text_width
+
     t_q, t_k = len(query_labels), len(key_labels)
     fig_w, fig_h = ax.figure.get_size_inches()
     pos = ax.get_position()
-    cell = min(pos.width * fig_w * 72 / max(t_k, 1), pos.height * fig_h * 72 / max(t_q, 1))  # points
+    cell = min(pos.width * fig_w / max(t_k, 1), pos.height * fig_h / max(t_q, 1))  # inches, before any layout
     if size is None:
-        size = float(np.clip(0.95 * cell, 5.5, 11.0))
-    for axis, labels, n in ((ax.xaxis, key_labels, t_k), (ax.yaxis, query_labels, t_q)):
-        ticks = _tick_positions(n)
-        axis.set_ticks(ticks, [labels[i] for i in ticks], fontsize=size)
+        size = float(np.clip(cell * 72, points(MIN_TEXT_PX, ax.figure.dpi), 11.0))
     if rotate_keys is None:
-        widest = max((len(k) for k in key_labels), default=0) * 0.62 * size  # points, roughly
-        rotate_keys = widest > 0.9 * cell * max(1, math.ceil(t_k / 96)) and max(map(len, key_labels)) > 1
-    ax.tick_params(axis="x", labelrotation=90 if rotate_keys else 0, length=2, pad=1,
-                   top=False, labeltop=False, bottom=True, labelbottom=True)
-    ax.tick_params(axis="y", length=2, pad=1)
-    ax.set_xlabel("key", fontsize=9)
-    ax.set_ylabel("query", fontsize=9)
+        rotate_keys = label_plan(query_labels, key_labels, cell, size)[2]
+    longest = max(map(len, key_labels), default=0)
+    key_room = size if rotate_keys else text_width(key_labels, size) * 72 + (0.25 * size if longest > 1 else 0)
+    for axis, labels, room, step in ((ax.yaxis, query_labels, size, steps and steps[0]),
+                                     (ax.xaxis, key_labels, key_room, steps and steps[1])):
+        axis.set_major_locator(TokenLocator(len(labels), room, step))
+        axis.set_major_formatter(TokenFormatter(labels))
+    ax.tick_params(axis="x", labelrotation=90 if rotate_keys else 0, length=2, pad=1, labelsize=size,
+                   top=False, labeltop=False, bottom=True, labelbottom=show[1])
+    ax.tick_params(axis="y", length=2, pad=1, labelsize=size, labelleft=show[0])
+    label_pt = max(9.0, points(MIN_TEXT_PX, ax.figure.dpi))
+    ax.set_xlabel("key" if show[1] else "", fontsize=label_pt)
+    ax.set_ylabel("query" if show[0] else "", fontsize=label_pt)
 
 
-def _tick_positions(n: int) -> list[int]:
-    return list(range(0, n, max(1, math.ceil(n / 96))))
+class TokenLocator(Locator):
+    """Ticks at token positions 0, k, 2k, ...: a fixed ``step``, or the smallest k whose labels do not overlap.
+
+    ``room`` (points) is what one label needs along the axis (its height when labels are
+    stacked, its width when they stand side by side); k is chosen each time the figure is
+    drawn, from the axes' size then, and never labels more than 96 tokens.
+    """
+
+    def __init__(self, n: int, room: float, step: int | None = None) -> None:
+        self.n, self.room, self.step = n, room, step
+
+    def __call__(self) -> list[int]:
+        return _tick_positions(self.n, self.step or self._fitting_step())
+
+    def _fitting_step(self) -> int:
+        axes = self.axis.axes
+        box = axes.get_window_extent()
+        length = box.height if self.axis is axes.yaxis else box.width  # pixels
+        cell = length / max(self.n, 1) * 72 / axes.figure.dpi  # points per token
+        return max(1, math.ceil(0.9 * self.room / cell - 1e-9)) if cell > 0 else 1
+
+
+class TokenFormatter(Formatter):
+    """Labels token position i with ``labels[i]``; ``relabel`` swaps the list without new tick objects."""
+
+    def __init__(self, labels: Sequence[str]) -> None:
+        self.labels = list(labels)
+
+    def __call__(self, x, pos=None) -> str:
+        i = int(round(x))
+        return self.labels[i] if 0 <= i < len(self.labels) else ""
+
+
+def _tick_positions(n: int, step: int = 1) -> list[int]:
+    return list(range(0, n, max(1, step, math.ceil(n / 96))))
 
 
 def relabel(axis, labels: Sequence[str]) -> None:
-    """New token labels on an axis made by ``set_token_ticks`` (same length): no new tick objects."""
-    axis.set_ticklabels([labels[i] for i in _tick_positions(len(labels))])
+    """New token labels (same number of tokens) on an axis made by ``set_token_ticks``, or with fixed tick labels."""
+    formatter = axis.get_major_formatter()
+    if hasattr(formatter, "labels"):
+        formatter.labels = list(labels)
+    else:
+        axis.set_ticklabels([labels[int(round(i))] for i in axis.get_ticklocs()])
 
 
 def attention_heatmap(
@@ -275,11 +327,13 @@ def attention_heatmap(
     if ax is None:
         import matplotlib.pyplot as plt
 
-        from tfcore.viz.figures import heatmap_layout
+        from tfcore.viz.figures import DISPLAY_WIDTH_PX, heatmap_grid
 
-        cell = float(np.clip(6.0 / max(t_q, t_k), 0.06, 0.5))  # small matrices get big cells
-        _, ax = plt.subplots(figsize=heatmap_layout(q_labels, k_labels, colorbar=colorbar, cell=cell).figsize,
-                             layout="constrained")
+        # small matrices get big cells; 64 tokens still get a readable label each
+        dpi = plt.rcParams["figure.dpi"]
+        lay = heatmap_grid(q_labels, k_labels, dpi=dpi, max_px=(DISPLAY_WIDTH_PX, 700), colorbar=colorbar,
+                           max_cell=0.5, max_label_px=11 * dpi / 72)
+        _, ax = plt.subplots(figsize=lay.figsize, layout="constrained")
     hm = Heatmap(ax, t_q, t_k, q_labels, k_labels, cmap)
     hm.update(w, m, vmax, highlight_row)
     if colorbar:
@@ -338,6 +392,8 @@ def plot_mask(mask, ax: Axes | None = None, title: str | None = None,
 def _draw_mask(ax: Axes, m: np.ndarray, tokens=None) -> None:
     from matplotlib.colors import ListedColormap
 
+    from tfcore.viz.figures import MIN_TEXT_PX, points
+
     t_q, t_k = m.shape
     ax.imshow(m.astype(float), cmap=ListedColormap(MASK_COLOURS), vmin=0, vmax=1, interpolation="nearest",
               aspect="equal").set_gid("mask")
@@ -349,7 +405,7 @@ def _draw_mask(ax: Axes, m: np.ndarray, tokens=None) -> None:
     key_tokens = tokens if tokens is not None and len(tokens) == t_k else None
     query_tokens = tokens if tokens is not None and len(tokens) == t_q else None
     set_token_ticks(ax, token_labels(query_tokens, t_q, "tokens"), token_labels(key_tokens, t_k, "tokens"),
-                    size=7 if max(t_q, t_k) <= 24 else 5)
+                    size=max(8.0, points(MIN_TEXT_PX, ax.figure.dpi)))
 
 
 def mask_gallery(masks: Mapping[str, object], ncols: int | None = None, panel_size: float = 2.6,
@@ -430,18 +486,18 @@ def head_entropy_grid(weights_by_layer: Mapping[str, object], ax: Axes | None = 
                                layout="constrained")
     fig = ax.figure
     im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0.0, aspect="auto", interpolation="nearest")
-    ax.set_xticks(range(grid.shape[1]), [str(h) for h in range(grid.shape[1])], fontsize=8)
+    ax.set_xticks(range(grid.shape[1]), [str(h) for h in range(grid.shape[1])], fontsize=9)
     ax.set_yticks(range(len(names)), [f"{n}  (log T_k = {math.log(t):.2f})" for n, t in zip(names, t_ks)],
-                  fontsize=8)
+                  fontsize=9)
     ax.set_xlabel("head", fontsize=9)
     if annotate:
         top = np.nanmax(grid) if np.isfinite(grid).any() else 1.0
         for (i, j), v in np.ndenumerate(grid):
             if np.isfinite(v):
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
                         color="black" if v > 0.6 * top else "white")
     cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
-    cb.set_label("mean entropy (nats)", fontsize=8)
-    cb.ax.tick_params(labelsize=7)
+    cb.set_label("mean entropy (nats)", fontsize=9)
+    cb.ax.tick_params(labelsize=8)
     ax.set_title(title if title is not None else "attention entropy per head", fontsize=10)
     return fig
