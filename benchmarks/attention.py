@@ -286,7 +286,7 @@ def plot(results: dict, path: Path) -> None:
 
     cfg = results["config"]
     fig, axes = plt.subplots(2, 2, figsize=(11, 8.5))
-    for col, mode in enumerate(("fwd", "fwd+bwd")):
+    for col, mode in enumerate(("fwd", "fwd+bwd")):  # a mode not measured leaves its column empty
         for name, per_t in results["methods"].items():
             pts = sorted((int(T), r[mode]) for T, r in per_t.items() if mode in r)
             ts = [(T, r["time_ms"]) for T, r in pts if "time_ms" in r]
@@ -339,12 +339,18 @@ def parse_args(argv=None):
     p.add_argument("--methods", default=None, help="comma-separated subset of the methods (default: all)")
     p.add_argument("--max-tiled-len", type=int, default=None,
                    help="skip 'tiled' (a Python loop over tiles, slow at long T on a GPU) above this T")
+    p.add_argument("--modes", default="fwd,fwd+bwd", help="comma-separated: fwd, fwd+bwd (default both)")
+    p.add_argument("--no-memory", dest="memory", action="store_false", help="time only, skip the memory sweep")
+    p.add_argument("--note", default=None, help="a remark kept in the JSON (e.g. how busy the machine was)")
     p.add_argument("--out", default=None, help="JSON path; the PNG is written next to it")
     p.add_argument("--_memory-child", nargs=2, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.dtype_name = args.dtype or ("float32" if args.device == "cpu" else "bfloat16")
     args.dtype = DTYPES[args.dtype_name]
     args.kv_heads = args.kv_heads or args.heads
+    args.modes = args.modes.split(",")
+    if not args.modes or set(args.modes) - {"fwd", "fwd+bwd"}:
+        p.error(f"--modes must name fwd and/or fwd+bwd, got {','.join(args.modes)!r}")
     if args.heads % args.kv_heads:
         p.error(f"--heads={args.heads} is not a multiple of --kv-heads={args.kv_heads}")
     default_lens = "256,512,1024,2048,4096" if args.device == "cpu" else "512,1024,2048,4096,8192,16384"
@@ -395,7 +401,8 @@ def main(argv=None) -> dict:
         "machine": machine_info(args.device),
         "config": {"batch": args.batch, "heads": args.heads, "kv_heads": args.kv_heads, "d_head": args.d_head,
                    "dtype": args.dtype_name, "causal": args.causal, "seq_lens": args.seq_lens,
-                   "memory_seq_lens": args.memory_seq_lens, "reps": args.reps, "warmup": args.warmup},
+                   "memory_seq_lens": args.memory_seq_lens, "reps": args.reps, "warmup": args.warmup,
+                   "modes": args.modes, "threads": torch.get_num_threads()},
         "timing_method": "median of interleaved calls after warm-up; time_ms: wall clock (perf_counter"
         + (", torch.cuda.synchronize()" if args.device == "cuda" else "")
         + "); cpu_time_ms: process CPU time summed over threads (time.process_time), less sensitive "
@@ -407,7 +414,7 @@ def main(argv=None) -> dict:
         "unavailable": unavailable,
         "methods": {name: {} for name in methods},
     }
-    for mode in ("fwd", "fwd+bwd"):
+    for mode in args.modes:
         for T in args.seq_lens:
             runnable = {n: f for n, f in methods.items() if not skipped(args, n, T)}
             times, cpu_times = time_methods(runnable, T, mode, args)
@@ -421,8 +428,8 @@ def main(argv=None) -> dict:
             line = "  ".join(f"{n} {statistics.median(t) * 1e3:.1f}" for n, t in times.items())
             print(f"{mode:8s} T={T:<6d} ms: {line}", flush=True)
     # memory: the sweep for both modes, plus forward-only extra lengths
-    for name in methods:
-        for mode in ("fwd", "fwd+bwd"):
+    for name in methods if args.memory else []:
+        for mode in args.modes:
             lens = args.seq_lens + (args.memory_seq_lens if mode == "fwd" else [])
             lens = [T for T in lens if not skipped(args, name, T)]
             for T, b in measure_memory(name, mode, lens, args).items():
@@ -430,6 +437,8 @@ def main(argv=None) -> dict:
         print(f"memory {name}: done", flush=True)
     results["summary"] = summary(results, args)
     results["load_average_before_after"] = [load_before, os.getloadavg()]
+    if args.note:
+        results["note"] = args.note
     results["wall_seconds"] = time.time() - start
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
@@ -444,7 +453,7 @@ def summary(results: dict, args) -> dict:
     out = {}
     triton_res = results["methods"].get("triton", {})
     for T in map(str, args.seq_lens):
-        for mode in ("fwd", "fwd+bwd"):
+        for mode in args.modes:
             sdpa = {n: r[T][mode] for n, r in results["methods"].items()
                     if n.startswith("sdpa") and mode in r.get(T, {}) and "time_ms" in r[T][mode]}
             if "time_ms" in triton_res.get(T, {}).get(mode, {}) and sdpa:
@@ -452,15 +461,16 @@ def summary(results: dict, args) -> dict:
                 tr = triton_res[T][mode]
                 out[f"triton {mode} T={T}"] = {"ms": tr["time_ms"], "tflops": tr["tflops"], "fastest_sdpa": best,
                                                "sdpa_ms": sdpa[best]["time_ms"], "sdpa_tflops": sdpa[best]["tflops"]}
-    tiled, naive = results["methods"].get("tiled", {}), results["methods"].get("naive", {})
-    for T in map(str, args.seq_lens + args.memory_seq_lens):
-        for mode in ("fwd", "fwd+bwd"):
-            a, b = tiled.get(T, {}).get(mode, {}), naive.get(T, {}).get(mode, {})
-            if "time_ms" in a and "time_ms" in b:
-                out[f"time tiled/naive {mode} T={T}"] = a["time_ms"] / b["time_ms"]
-                out[f"cpu time tiled/naive {mode} T={T}"] = a["cpu_time_ms"] / b["cpu_time_ms"]
-            if "peak_extra_mib" in a and "peak_extra_mib" in b and b["peak_extra_mib"] > 0:
-                out[f"memory tiled/naive {mode} T={T}"] = a["peak_extra_mib"] / b["peak_extra_mib"]
+    tiled = results["methods"].get("tiled", {})
+    for other in ("naive", "sdpa"):  # the tiled kernel against naive attention and PyTorch's own choice
+        for T in map(str, args.seq_lens + args.memory_seq_lens):
+            for mode in args.modes:
+                a, b = tiled.get(T, {}).get(mode, {}), results["methods"].get(other, {}).get(T, {}).get(mode, {})
+                if "time_ms" in a and "time_ms" in b:
+                    out[f"time tiled/{other} {mode} T={T}"] = a["time_ms"] / b["time_ms"]
+                    out[f"cpu time tiled/{other} {mode} T={T}"] = a["cpu_time_ms"] / b["cpu_time_ms"]
+                if "peak_extra_mib" in a and "peak_extra_mib" in b and b["peak_extra_mib"] > 0:
+                    out[f"memory tiled/{other} {mode} T={T}"] = a["peak_extra_mib"] / b["peak_extra_mib"]
     return out
 
 

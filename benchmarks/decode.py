@@ -13,12 +13,19 @@ generation (and O(T^3) attention work). With the cache, step t runs one token an
 the t cached keys/values. Both use greedy decoding from the same prompt, so they must produce
 the same tokens (up to float ties); the script reports how many agree. Results go to
 benchmarks/results/decode_<device>.json.
+
+``--threads N`` sets PyTorch's thread count first; without it PyTorch's default (one per core)
+is what ``generate`` gets, and it chooses per step how many of them a step is worth
+(``tfcore.threads``). The JSON keeps the load average before and after and the CPU time of each
+run beside its wall time: on a busy machine a one-thread run's CPU time is close to what its
+wall time would be on an idle one.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -34,14 +41,15 @@ SHAPES = {"cpu": "shakespeare-char-cpu", "gpt2-small": "gpt2-small-gpu"}  # --sh
 
 
 def timed_generate(model: Transformer, prompt: torch.Tensor, new_tokens: int, use_cache: bool,
-                   device: torch.device) -> tuple[torch.Tensor, float]:
+                   device: torch.device) -> tuple[torch.Tensor, float, float]:
+    """The generated tokens, the wall seconds and the process's CPU seconds (all its threads)."""
     if device.type == "cuda":
         torch.cuda.synchronize()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     out = model.generate(prompt, new_tokens, temperature=0.0, use_cache=use_cache)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return out, time.perf_counter() - t0
+    return out, time.perf_counter() - t0, time.process_time() - cpu0
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -56,10 +64,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs of each mode (the median is kept)")
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/decode_<device>.json)")
+    parser.add_argument("--note", default=None, help="a remark kept in the JSON (e.g. how busy the machine was)")
     args = parser.parse_args(argv)
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     device = torch.device(args.device)
     shape = {k: v for k, v in PRESETS[SHAPES[args.shape]].model.items() if k not in ("max_seq_len", "backend")}
     shape.setdefault("vocab_size", 65)
@@ -74,11 +84,13 @@ def main(argv: list[str] | None = None) -> dict:
     model.generate(prompt, 8, temperature=0.0)  # warm-up: allocator, kernels, threads
     model.generate(prompt, 8, temperature=0.0, use_cache=False)
     timings: dict[str, list[float]] = {"cache": [], "recompute": []}
+    cpu_timings: dict[str, list[float]] = {"cache": [], "recompute": []}
     outputs = {}
     for _ in range(args.repeats):
         for mode in ("cache", "recompute"):
-            out, seconds = timed_generate(model, prompt, args.new_tokens, mode == "cache", device)
+            out, seconds, cpu_seconds = timed_generate(model, prompt, args.new_tokens, mode == "cache", device)
             timings[mode].append(seconds)
+            cpu_timings[mode].append(cpu_seconds)
             outputs[mode] = out
     cache_s, recompute_s = statistics.median(timings["cache"]), statistics.median(timings["recompute"])
     agree = (outputs["cache"] == outputs["recompute"]).float().mean().item()
@@ -98,11 +110,16 @@ def main(argv: list[str] | None = None) -> dict:
         "cache_tokens_per_s": args.batch * args.new_tokens / cache_s,
         "recompute_tokens_per_s": args.batch * args.new_tokens / recompute_s,
         "speedup": recompute_s / cache_s,
+        "cache_cpu_seconds": statistics.median(cpu_timings["cache"]),
+        "recompute_cpu_seconds": statistics.median(cpu_timings["recompute"]),
         "same_tokens_fraction": agree,
         "all_timings": timings,
+        "all_cpu_timings": cpu_timings,
     }
-    if hasattr(__import__("os"), "getloadavg"):
-        result["load_average_after"] = __import__("os").getloadavg()
+    if load_before is not None:
+        result["load_average_before"], result["load_average_after"] = load_before, os.getloadavg()
+    if args.note:
+        result["note"] = args.note
     out_path = Path(args.out) if args.out else RESULTS / f"decode_{device.type}.json"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(result, indent=2) + "\n")

@@ -32,6 +32,7 @@ from tfcore.masks import check_mask, combine_masks, padding_mask
 from tfcore.mlp import FUSED_ACTIVATIONS, GATED
 from tfcore.norms import make_norm
 from tfcore.positions import ROPE_LAYOUTS, LearnedPositions, T5RelativeBias, alibi_bias, check_rope_scaling, sinusoidal
+from tfcore.threads import intra_op_threads, set_threads, threads_for
 
 ARCHITECTURES = ("decoder", "encoder", "encoder-decoder")
 POSITIONS = ("learned", "sinusoidal", "rope", "alibi", "t5", "none")
@@ -422,6 +423,9 @@ class Transformer(nn.Module):
         step feeds only the newest token and reuses the cached keys/values; past ``max_seq_len``
         the context is cropped to its last half and the cache refilled. Every argument is checked
         once, before the first step: the steps read nothing back from the device.
+        On the CPU each step runs on as many of the caller's threads as its largest operation is
+        worth (``tfcore.threads``): one for the tiny one-token steps of a small model, where more
+        threads only wait on each other. The caller's thread count is restored afterwards.
         """
         if self.decoder is None:
             raise ValueError("an encoder-only model does not generate: use architecture='decoder' or 'encoder-decoder'")
@@ -445,18 +449,32 @@ class Transformer(nn.Module):
         self.check_token_ids(tokens)  # once: every later id is one the model sampled, so no step reads back
         memory = self.encode(source) if self.encoder is not None else None
         cache, fed = None, 0  # fed: how many tokens of `tokens` the cache holds
-        with _decoding_attention_kernels(tokens.device):
+        threads, widest = torch.get_num_threads(), _widest_linear(self)
+        with _decoding_attention_kernels(tokens.device), intra_op_threads():  # the caller's thread count is restored
             for _ in range(max_new_tokens):
-                if not use_cache:
-                    logits = self(tokens[:, -limit:], memory=memory, check_ids=False)
-                else:
-                    if cache is None or cache.length >= limit:
-                        window = tokens[:, -(limit // 2 + 1):] if cache is not None else tokens
-                        cache, fed = ModelCache.empty(len(self.decoder), limit), tokens.shape[1] - window.shape[1]
-                    logits = self(tokens[:, fed:], memory=memory, cache=cache, check_ids=False)
-                    fed = tokens.shape[1]
+                if use_cache and (cache is None or cache.length >= limit):  # first step, or past the context
+                    window = tokens[:, -(limit // 2 + 1):] if cache is not None else tokens
+                    cache, fed = ModelCache.empty(len(self.decoder), limit), tokens.shape[1] - window.shape[1]
+                new = tokens[:, fed:] if use_cache else tokens[:, -limit:]  # (B, T_new): the tokens this step runs
+                if tokens.device.type == "cpu":  # a thread pays only for a large operation (tfcore.threads)
+                    t_k = new.shape[1] + (cache.length if use_cache else 0)
+                    set_threads(threads_for(_largest_operation(self.config, widest, new.numel(), t_k), threads))
+                logits = self(new, memory=memory, cache=cache, check_ids=False)
+                fed = tokens.shape[1]
                 tokens = torch.cat((tokens, _draw(logits[:, -1], temperature, top_k, top_p, generator)), dim=1)
         return tokens
+
+
+def _widest_linear(model: nn.Module) -> int:
+    """in_features x out_features of the model's largest linear layer: its multiply-adds per token."""
+    return max(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
+
+
+def _largest_operation(config: TransformerConfig, widest: int, new_tokens: int, t_k: int) -> int:
+    """Multiply-adds of the largest single operation of a forward over ``new_tokens`` tokens (all
+    sequences together), each attending ``t_k`` keys: the widest linear layer, or one layer's
+    attention (q k^T, then A v, over every head)."""
+    return new_tokens * max(widest, 2 * config.n_heads * t_k * config.d_head)
 
 
 def _decoding_attention_kernels(device: torch.device) -> contextlib.AbstractContextManager:
