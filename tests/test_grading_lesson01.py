@@ -249,6 +249,22 @@ CASES = {
 }
 
 
+# Predictions (tests/test_grading_predictions.py runs them): ID -> (right answers, wrong answers, a substring
+# of the reasoning, the value as the feedback shows it).
+PREDICTION_CASES = {
+    # 0.167 nats, +-0.5: "nearly one-hot" passes; "a bit below uniform" or "half of uniform" fails.
+    "attention.predict_unscaled_entropy": (
+        [0.167, 0, 0.1, 0.5, 1 / 3, 0.6, np.float32(0.2)],
+        [1.0, 1.7, 3.0, 3.47, math.log(32), -1.0], "sqrt(512) = 22.6", "0.167 nats"),
+    "attention.predict_rows_sum": (
+        ["A", "a", "(A)", " a. ", "each row: one query's weights over the keys"], ["B", "c", "(C)"],
+        "normalises over the last axis", "(A) each row"),
+    # the plausible wrong reasonings: masks do not matter (C), the MLP or LayerNorm break it (D), nothing does (A)
+    "attention.predict_equivariant": (["B", "b", "(B)", "1 and 3"], ["A", "C", "d", "only 1"],
+                                      "belong to positions, not tokens", "(B) 1 and 3"),
+}
+
+
 @pytest.mark.parametrize("exercise_id, kind, name", case_params(CASES))
 def test_lesson01_checks(exercise_id, kind, name):
     run_case(CASES, exercise_id, kind, name)

@@ -258,6 +258,18 @@ CASES.update({
 })
 
 
+# Predictions (tests/test_grading_predictions.py runs them): ID -> (right answers, wrong answers, a substring
+# of the reasoning, the value as the feedback shows it).
+PREDICTION_CASES = {
+    # wrong reasonings: padding always leaks (A), the causal mask is the one that needs lengths (C), masks of
+    # any kind make padding harmless (D)
+    "masks.predict_padding": (["B", "b", "(B)", "only the encoder without lengths"], ["A", "c", "(D)", "none of them"],
+                              "already hides every later key", "(B) only the encoder"),
+    # wrong reasonings: one layer's band only (9), every pair (45), two bands of 9 (18), none (0)
+    "masks.predict_off_by_one_pairs": ([17, 17.0, 9 + 8], [9, 45, 18, 16, 0], "9 + 8 = 17", "17 pairs"),
+}
+
+
 @pytest.mark.parametrize("exercise_id, kind, name", case_params(CASES))
 def test_lesson02_checks(exercise_id, kind, name):
     run_case(CASES, exercise_id, kind, name)

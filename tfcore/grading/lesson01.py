@@ -273,24 +273,24 @@ from tfcore.grading.predictions import predict_choice, predict_number  # noqa: E
 
 
 def _unscaled_entropy() -> float:
-    """Mean entropy (nats) of the rows of softmax(q k^T) without the 1/sqrt(d_k) scale: 256 queries, T = 64 keys,
-    d_k = 512, q and k standard normal (float64, seed 0). The lesson's reveal cell computes the same."""
+    """Mean entropy (nats) of the rows of softmax(q k^T) without the 1/sqrt(d_k) scale: 512 queries, T_k = 32
+    keys, d_k = 512, q and k standard normal (float64, seed 0). The lesson's reveal cell computes the same."""
     g = torch.Generator().manual_seed(0)
-    q = torch.randn(256, 512, generator=g, dtype=torch.float64)
-    k = torch.randn(64, 512, generator=g, dtype=torch.float64)
+    q = torch.randn(512, 512, generator=g, dtype=torch.float64)
+    k = torch.randn(32, 512, generator=g, dtype=torch.float64)
     w = torch.softmax(q @ k.T, dim=-1)
     return float(-torch.special.xlogy(w, w).sum(-1).mean())
 
 
 predict_number(
     "attention.predict_unscaled_entropy",
-    "The mean entropy (nats) of an attention row over T = 64 keys, with d_k = 512, q and k standard normal, "
-    "and no 1/sqrt(d_k) scale (uniform weights would give ln 64 = 4.16)",
+    "The mean entropy (nats) of an attention row over T_k = 32 keys, with d_k = 512, q and k standard normal, "
+    "and no 1/sqrt(d_k) scale (uniform weights would give ln 32 = 3.47)",
     lesson=LESSON, answer=_unscaled_entropy, abs=0.5, unit=" nats",
     why="q . k sums 512 products of unit-variance numbers, so its standard deviation is sqrt(512) = 22.6. Scores "
         "that differ by tens make softmax almost one-hot: nearly all the weight lands on the largest score, and the "
-        "entropy is near 0 instead of ln 64 = 4.16. Dividing by sqrt(d_k) brings the scores back to unit variance "
-        "and the weights back to a spread (about 3.7 nats here).",
+        "entropy is near 0 instead of ln 32 = 3.47. Dividing by sqrt(d_k) brings the scores back to unit variance "
+        "and the weights back to a spread (about 3.0 nats here).",
     hint="how large is q . k when it sums 512 products of unit-variance numbers, and what does softmax do to "
          "scores that differ by tens?",
 )
@@ -306,4 +306,19 @@ predict_choice(
         "keys, so every row sums to 1. A column can sum to anything: a key that many queries like collects more "
         "than 1, an ignored key almost 0.",
     hint="over which axis does the softmax normalise, and what does one row of A belong to?",
+)
+
+predict_choice(
+    "attention.predict_equivariant",
+    "Which maps satisfy f(P X) = P f(X) for every permutation P: (1) attention, (2) attention with a causal "
+    "mask, (3) a two-layer encoder without positions, (4) the same encoder with learned position embeddings?",
+    lesson=LESSON,
+    options={"A": "all four", "B": "1 and 3", "C": "1, 2 and 3", "D": "only 1"},
+    answer="B",
+    why="attention treats its rows as a set: reordering the tokens reorders the scores' rows and columns alike, "
+        "and the outputs follow. An encoder block adds only parts that act on each position on its own (MLP, "
+        "LayerNorm, residual additions), so it commutes with P too. A causal mask and position embeddings belong "
+        "to positions, not tokens: after reordering, token pi(i) sits at position i and gets position i's mask "
+        "row and embedding, so the outputs change by more than their order.",
+    hint="which parts of each map depend on where a token sits rather than on what it is?",
 )

@@ -247,3 +247,37 @@ def _which_mask(answer, c: Checker) -> None:
             c.fail(f"unknown mask name {value!r} for {key!r}: use 'full' (every key visible) or 'causal' (j <= i)")
         if name != want:
             c.fail(_WHICH_MASK_HINTS[key])
+
+
+# ----------------------------------------------------------------------------- predictions (lesson notebook)
+
+from tfcore.grading.predictions import predict_choice, predict_integer  # noqa: E402
+
+predict_choice(
+    "masks.predict_padding",
+    "A batch of right-padded sequences (lengths 7, 4, 2) goes through an encoder and a decoder, each with and "
+    "without the padding mask (lengths). Which runs change the outputs at the real positions, compared with "
+    "each sequence run alone?",
+    lesson=LESSON,
+    options={"A": "both models without lengths", "B": "only the encoder without lengths",
+             "C": "only the decoder without lengths", "D": "none of them"},
+    answer="B",
+    why="right padding puts the pads after every real token. A decoder's causal mask already hides every later "
+        "key from a query, so no real position can see a pad: the padding mask changes nothing there. An "
+        "encoder's queries see every key, pads included, so without the padding mask the pads get weight and "
+        "change the real positions' outputs.",
+    hint="where do the pads sit relative to the real tokens, and which keys can a real query see with and "
+         "without the causal mask?",
+)
+
+predict_integer(
+    "masks.predict_off_by_one_pairs",
+    "A two-layer decoder with T = 10 whose mask lets query i see keys j <= i + 1 in every layer: how many pairs "
+    "(i, j) with j > i have output i changing when token j changes?",
+    lesson=LESSON, answer=17, unit=" pairs",
+    why="in layer 1 query i reads key i + 1: the 9 pairs (i, i + 1). In layer 2 it reads position i + 1 again, "
+        "whose layer-1 output already holds token i + 2: the 8 pairs (i, i + 2). Nothing reaches further, since "
+        "each layer adds one step ahead: 9 + 8 = 17 of the 45 pairs above the diagonal.",
+    hint="how far ahead can one layer look, how far can two layers look when each reads the other's output, and "
+         "how many such pairs fit in 10 positions?",
+)
