@@ -21,6 +21,7 @@ from tfcore import mlp, norms
 from tfcore._checks import require_ndim, require_same_size
 from tfcore.heads import KVCache
 from tfcore.model import Transformer, TransformerConfig
+from tfcore.model_checks import check_forward_args
 
 
 def per_call_us(f, n: int = 20000) -> float:
@@ -46,7 +47,7 @@ def main() -> None:
         if tokens.dim() != 2 or tokens.is_floating_point():
             raise ValueError
 
-    now = {"forward": (1, cost(lambda: model._check_forward_args(tokens, None, None, None, None, None, None))),
+    now = {"forward": (1, cost(lambda: check_forward_args(model, tokens, None, None, None, None, None, None))),
            "attention": (4, cost(lambda: attn._check_inputs(x, None, cache))),
            "kv cache": (4, cost(lambda: isinstance(k, torch.Tensor) and k.shape == k.shape and k.dtype == k.dtype
                                 and k.device == k.device)),

@@ -10,6 +10,7 @@ that factor.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -227,6 +228,20 @@ def _attend(
     from tfcore.triton_flash import triton_attention
 
     return triton_attention(q, k, v, is_causal=is_causal, scale=scale), None
+
+
+def decoding_attention_kernels(device: torch.device) -> contextlib.AbstractContextManager:
+    """On CUDA, SDPA without its cuDNN kernel while decoding.
+
+    cuDNN's attention builds a plan for every new sequence length, and decoding brings a new
+    key length at every step, so each step would pay for a plan; the FlashAttention and
+    memory-efficient kernels take any length as it comes.
+    """
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:

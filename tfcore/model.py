@@ -4,6 +4,11 @@
                   -> final norm -> unembedding -> logits (B, T, vocab_size)
 
 Runs on the CPU by default; move it with ``.to(default_device())`` to use a CUDA GPU.
+
+In modules of their own: the argument checks of ``forward`` and ``generate`` (``tfcore.model_checks``);
+temperature, top-k and top-p sampling (``tfcore.sampling``; ``sample`` and ``sampling_probs`` are
+re-exported here); each decoding step's CPU thread count (``tfcore.threads``) and CUDA attention
+kernels (``tfcore.heads``).
 """
 
 from __future__ import annotations
@@ -15,24 +20,18 @@ from functools import partial
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tfcore._checks import (
-    require_int,
-    require_integer_dtype,
-    require_ndim,
-    require_number,
-    require_same_size,
-    require_tensor,
-)
+from tfcore._checks import require_int, require_number
 from tfcore.blocks import PLACEMENTS, Block
-from tfcore.heads import BACKENDS, ModelCache, MultiHeadAttention
-from tfcore.masks import check_mask, combine_masks, padding_mask
+from tfcore.heads import BACKENDS, ModelCache, MultiHeadAttention, decoding_attention_kernels
+from tfcore.masks import combine_masks, padding_mask
 from tfcore.mlp import FUSED_ACTIVATIONS, GATED
+from tfcore.model_checks import check_forward_args, check_generate_args, check_lengths, check_token_batch
 from tfcore.norms import make_norm
 from tfcore.positions import ROPE_LAYOUTS, LearnedPositions, T5RelativeBias, alibi_bias, check_rope_scaling, sinusoidal
-from tfcore.threads import intra_op_threads, set_threads, threads_for
+from tfcore.sampling import draw, sample, sampling_probs  # noqa: F401 (sample, sampling_probs: re-exported)
+from tfcore.threads import intra_op_threads, largest_operation, set_threads, threads_for, widest_linear
 
 ARCHITECTURES = ("decoder", "encoder", "encoder-decoder")
 POSITIONS = ("learned", "sinusoidal", "rope", "alibi", "t5", "none")
@@ -248,7 +247,7 @@ class Transformer(nn.Module):
         feeds back the ids it sampled): the check reads two numbers back from the device, which
         on a GPU stalls every decoding step until the step before it has finished.
         """
-        _check_token_batch("tokens", tokens)
+        check_token_batch("tokens", tokens)
         require_int("start", start, minimum=0)
         t = tokens.shape[1]
         if start + t > self.config.max_seq_len and self.config.positions in ("learned", "sinusoidal"):
@@ -294,9 +293,9 @@ class Transformer(nn.Module):
         """Encoder stack: source tokens (B, T_src) -> states (B, T_src, d_model), every position sees every other."""
         if self.encoder is None:
             raise ValueError("this model has no encoder (architecture='decoder')")
-        _check_token_batch("source", source)
+        check_token_batch("source", source)
         name = "source_lengths" if self.decoder is not None else "lengths"  # an encoder-only forward passes lengths
-        _check_lengths(name, source_lengths, source.shape[0])
+        check_lengths(name, source_lengths, source.shape[0])
         x = self.embed_tokens(source, stack="encoder", token_types=token_types)
         mask = _with_bias(padding_mask(source_lengths, source.shape[1], name=name) if source_lengths is not None else None,
                           self._position_bias("encoder", source.shape[1], source.shape[1]))
@@ -328,7 +327,7 @@ class Transformer(nn.Module):
         Arguments the architecture has no use for (``source`` for a decoder-only model, ...) are
         refused, not ignored. Checks read shapes only, except the ids' range (see ``check_ids``).
         """
-        self._check_forward_args(tokens, lengths, source, source_lengths, mask, cache, memory)
+        check_forward_args(self, tokens, lengths, source, source_lengths, mask, cache, memory)
         if self.decoder is None:  # encoder-only: bidirectional stack, then the unembedding
             if cache is not None:
                 raise ValueError("an encoder-only model has no KV cache: it sees the whole sequence at once")
@@ -358,42 +357,6 @@ class Transformer(nn.Module):
         if self.mlm_dense is not None:
             x = self.mlm_norm(FUSED_ACTIVATIONS[GATED.get(self.config.mlp, self.config.mlp)](self.mlm_dense(x)))
         return self.unembed(x)
-
-    def _check_forward_args(self, tokens: Tensor, lengths: Tensor | None, source: Tensor | None,
-                            source_lengths: Tensor | None, mask: Tensor | None, cache: ModelCache | None,
-                            memory: Tensor | None) -> None:
-        """Refuse what ``forward`` would misread or ignore, naming the argument (shapes only, no values read)."""
-        _check_token_batch("tokens", tokens)
-        b, t = tokens.shape
-        arch = self.config.architecture
-        if arch != "encoder-decoder":
-            given = [n for n, v in (("source", source), ("source_lengths", source_lengths), ("memory", memory))
-                     if v is not None]
-            if given:
-                raise ValueError(f"{', '.join(given)} given to a model with architecture={arch!r}, which has no "
-                                 "cross-attention to use it: only 'encoder-decoder' models take a source")
-        else:
-            if source is not None and memory is not None:
-                raise ValueError("pass source (token ids) or memory (the encoder's output), not both")
-            if source is not None:
-                _check_token_batch("source", source)
-                require_same_size("source", source.shape[0], "tokens", b, "B")
-            if memory is not None:
-                require_ndim("memory", memory, 3, "(B, T_src, d_model)")
-                require_same_size("memory", memory.shape[0], "tokens", b, "B")
-                require_same_size("memory", memory.shape[2], "the model", self.config.d_model, "d_model")
-            if source_lengths is not None:
-                if source is None and memory is None:
-                    raise ValueError("source_lengths given without source or memory")
-                _check_lengths("source_lengths", source_lengths, b)
-        _check_lengths("lengths", lengths, b)
-        if cache is not None and not isinstance(cache, ModelCache):
-            raise TypeError(f"cache must be a ModelCache, got {type(cache).__name__}")
-        if mask is not None:
-            t_k = t + (cache.length if cache is not None else 0)
-            check_mask(mask, (b, self.config.n_heads, t, t_k), self.embed.weight.device)
-            if mask.dtype != torch.bool:
-                raise TypeError(f"mask must be bool (True = may attend): the model ANDs it with its own masks, got {mask.dtype}")
 
     def _masked_encoder(self, tokens: Tensor, lengths: Tensor | None, mask: Tensor, token_types: Tensor | None) -> Tensor:
         x = self.embed_tokens(tokens, stack="encoder", token_types=token_types)
@@ -427,30 +390,13 @@ class Transformer(nn.Module):
         worth (``tfcore.threads``): one for the tiny one-token steps of a small model, where more
         threads only wait on each other. The caller's thread count is restored afterwards.
         """
-        if self.decoder is None:
-            raise ValueError("an encoder-only model does not generate: use architecture='decoder' or 'encoder-decoder'")
-        require_tensor("prompt", prompt)
-        if prompt.dim() not in (1, 2):
-            raise ValueError(f"prompt must have shape (B, T) or (T,), got {tuple(prompt.shape)}")
-        tokens = prompt.unsqueeze(0) if prompt.dim() == 1 else prompt
-        _check_token_batch("prompt", tokens)
-        require_int("max_new_tokens", max_new_tokens, minimum=0)
-        _check_sampling(temperature, top_k, top_p, self.config.vocab_size)
+        tokens = check_generate_args(self, prompt, max_new_tokens, temperature, top_k, top_p, source)  # (B, T)
         limit = self.config.max_seq_len
-        if tokens.shape[1] > limit:
-            raise ValueError(f"prompt has {tokens.shape[1]} tokens but max_seq_len={limit}")
-        if self.encoder is not None:
-            if source is None:
-                raise ValueError("an encoder-decoder model generates from a source: pass source=(B, T_src) token ids")
-            _check_token_batch("source", source)
-            require_same_size("source", source.shape[0], "prompt", tokens.shape[0], "B")
-        elif source is not None:
-            raise ValueError("source given to a decoder-only model, which has no encoder to read it")
         self.check_token_ids(tokens)  # once: every later id is one the model sampled, so no step reads back
         memory = self.encode(source) if self.encoder is not None else None
         cache, fed = None, 0  # fed: how many tokens of `tokens` the cache holds
-        threads, widest = torch.get_num_threads(), _widest_linear(self)
-        with _decoding_attention_kernels(tokens.device), intra_op_threads():  # the caller's thread count is restored
+        threads, widest = torch.get_num_threads(), widest_linear(self)
+        with decoding_attention_kernels(tokens.device), intra_op_threads():  # the caller's thread count is restored
             for _ in range(max_new_tokens):
                 if use_cache and (cache is None or cache.length >= limit):  # first step, or past the context
                     window = tokens[:, -(limit // 2 + 1):] if cache is not None else tokens
@@ -458,37 +404,11 @@ class Transformer(nn.Module):
                 new = tokens[:, fed:] if use_cache else tokens[:, -limit:]  # (B, T_new): the tokens this step runs
                 if tokens.device.type == "cpu":  # a thread pays only for a large operation (tfcore.threads)
                     t_k = new.shape[1] + (cache.length if use_cache else 0)
-                    set_threads(threads_for(_largest_operation(self.config, widest, new.numel(), t_k), threads))
+                    set_threads(threads_for(largest_operation(self.config, widest, new.numel(), t_k), threads))
                 logits = self(new, memory=memory, cache=cache, check_ids=False)
                 fed = tokens.shape[1]
-                tokens = torch.cat((tokens, _draw(logits[:, -1], temperature, top_k, top_p, generator)), dim=1)
+                tokens = torch.cat((tokens, draw(logits[:, -1], temperature, top_k, top_p, generator)), dim=1)
         return tokens
-
-
-def _widest_linear(model: nn.Module) -> int:
-    """in_features x out_features of the model's largest linear layer: its multiply-adds per token."""
-    return max(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
-
-
-def _largest_operation(config: TransformerConfig, widest: int, new_tokens: int, t_k: int) -> int:
-    """Multiply-adds of the largest single operation of a forward over ``new_tokens`` tokens (all
-    sequences together), each attending ``t_k`` keys: the widest linear layer, or one layer's
-    attention (q k^T, then A v, over every head)."""
-    return new_tokens * max(widest, 2 * config.n_heads * t_k * config.d_head)
-
-
-def _decoding_attention_kernels(device: torch.device) -> contextlib.AbstractContextManager:
-    """On CUDA, SDPA without its cuDNN kernel while decoding.
-
-    cuDNN's attention builds a plan for every new sequence length, and decoding brings a new
-    key length at every step, so each step would pay for a plan; the FlashAttention and
-    memory-efficient kernels take any length as it comes.
-    """
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
 def _with_bias(mask: Tensor | None, bias: Tensor | None) -> Tensor | None:
@@ -496,97 +416,6 @@ def _with_bias(mask: Tensor | None, bias: Tensor | None) -> Tensor | None:
     if bias is None:
         return mask
     return bias if mask is None else bias.masked_fill(~mask, float("-inf"))
-
-
-def sample(logits: Tensor, temperature: float = 1.0, top_k: int | None = None,
-           generator: torch.Generator | None = None, top_p: float | None = None) -> Tensor:
-    """Next token ids (B, 1) from last-position logits (B, V).
-
-    temperature >= 0 divides the logits (0 is greedy: the argmax). top_k in [1, V] keeps the k
-    most likely tokens; top_p in (0, 1] (nucleus sampling) keeps the smallest set of most likely
-    tokens whose probabilities sum to at least p. Both renormalise what they keep, top_k first.
-    ``sampling_probs`` returns the distribution drawn from.
-    """
-    _check_sampling(temperature, top_k, top_p, _vocab_size_of(logits))
-    return _draw(logits, temperature, top_k, top_p, generator)
-
-
-def sampling_probs(logits: Tensor, temperature: float = 1.0, top_k: int | None = None,
-                   top_p: float | None = None) -> Tensor:
-    """The distribution ``sample`` draws from: (B, V) logits -> (B, V) float32 probabilities, rows sum to 1.
-
-    temperature > 0 (0 means greedy: no distribution to return). Tokens that top_k or top_p
-    leave out get probability 0; the others are renormalised.
-    """
-    _check_sampling(temperature, top_k, top_p, _vocab_size_of(logits))
-    if temperature == 0:
-        raise ValueError("temperature=0 is greedy decoding (the argmax), not a distribution: pass temperature > 0")
-    return _filtered_probs(logits, temperature, top_k, top_p)
-
-
-def _vocab_size_of(logits: Tensor) -> int:
-    """V of floating-point logits (B, V)."""
-    require_ndim("logits", logits, 2, "(B, V)")
-    if not logits.is_floating_point():
-        raise TypeError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
-    return logits.shape[1]
-
-
-def _check_sampling(temperature: float, top_k: int | None, top_p: float | None, vocab_size: int) -> None:
-    require_number("temperature", temperature, 0, None)
-    if top_k is not None and not (isinstance(top_k, int) and not isinstance(top_k, bool) and 1 <= top_k <= vocab_size):
-        raise ValueError(f"top_k must lie in [1, vocab_size={vocab_size}] (an integer), got {top_k!r}")
-    if top_p is not None:
-        require_number("top_p", top_p, 0, 1, low_open=True)
-
-
-def _filtered_probs(logits: Tensor, temperature: float, top_k: int | None, top_p: float | None) -> Tensor:
-    """Softmax of logits / temperature after top-k and top-p filtering, (B, V) float32."""
-    logits = logits.float() / temperature
-    if top_k is not None:
-        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = F.softmax(logits, dim=-1)
-    if top_p is None or top_p >= 1:  # p = 1 keeps every token (float sums of the tail may not reach 1)
-        return probs
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
-    before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of the more likely tokens
-    keep_sorted = before < top_p  # kept until the tokens before it reach p; the most likely always
-    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
-    probs = probs * keep
-    return probs / probs.sum(dim=-1, keepdim=True)
-
-
-def _draw(logits: Tensor, temperature: float, top_k: int | None, top_p: float | None,
-          generator: torch.Generator | None) -> Tensor:
-    """``sample`` without the checks (``generate`` checks its arguments once, not at every step)."""
-    if temperature == 0:
-        return logits.argmax(dim=-1, keepdim=True)
-    return torch.multinomial(_filtered_probs(logits, temperature, top_k, top_p), 1, generator=generator)
-
-
-def _check_token_batch(name: str, tokens: Tensor) -> None:
-    """tokens: (B, T) ids of an index dtype (int64 or int32), B, T >= 1. Shapes and dtype only."""
-    if isinstance(tokens, Tensor) and tokens.dim() == 2 and tokens.dtype in (torch.long, torch.int) \
-            and tokens.shape[0] > 0 and tokens.shape[1] > 0:
-        return  # the common case in one test (it runs at every decoding step)
-    require_ndim(name, tokens, 2, "(B, T)")
-    if tokens.dtype not in (torch.long, torch.int):
-        kind = "integer ids" if tokens.is_floating_point() else f"ids of dtype torch.long or torch.int ({name}.long())"
-        raise TypeError(f"{name} must be {kind}, got dtype {tokens.dtype}")
-    if tokens.shape[0] == 0 or tokens.shape[1] == 0:
-        raise ValueError(f"{name} has shape (B, T) = {tuple(tokens.shape)}: it needs at least one sequence of one token")
-
-
-def _check_lengths(name: str, lengths: Tensor | list[int] | None, batch: int) -> None:
-    """lengths: (B,) integers, one per sequence (their values are checked by ``padding_mask``)."""
-    if lengths is None:
-        return
-    if not isinstance(lengths, Tensor):
-        lengths = torch.as_tensor(lengths)
-    require_ndim(name, lengths, 1, "(B,)")
-    require_integer_dtype(name, lengths)
-    require_same_size(name, lengths.shape[0], "source" if name == "source_lengths" else "tokens", batch, "B")
 
 
 @contextlib.contextmanager

@@ -13,16 +13,23 @@ and puts the caller's count back afterwards.
 
     with intra_op_threads(threads_for(work)):
         ...
+
+``Transformer.generate`` sizes each decoding step by ``largest_operation``: its widest linear
+layer (``widest_linear``) or one layer's attention, whichever does more multiply-adds.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
+from torch import nn
 
 from tfcore._checks import require_positive_int
+
+if TYPE_CHECKING:
+    from tfcore.model import TransformerConfig
 
 # About 2^20 multiply-adds take a core some tens of microseconds, well above the cost of waking
 # a second one on an idle machine; a smaller share is not worth a thread (benchmarks/threads.py
@@ -57,3 +64,15 @@ def intra_op_threads(n: int | None = None) -> Iterator[None]:
         yield
     finally:
         set_threads(saved)
+
+
+def widest_linear(model: nn.Module) -> int:
+    """in_features x out_features of the model's largest linear layer: its multiply-adds per token."""
+    return max(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
+
+
+def largest_operation(config: TransformerConfig, widest: int, new_tokens: int, t_k: int) -> int:
+    """Multiply-adds of the largest single operation of a forward over ``new_tokens`` tokens (all
+    sequences together), each attending ``t_k`` keys: the widest linear layer, or one layer's
+    attention (q k^T, then A v, over every head)."""
+    return new_tokens * max(widest, 2 * config.n_heads * t_k * config.d_head)
