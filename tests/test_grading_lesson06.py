@@ -263,3 +263,36 @@ def test_param_count_formula_matches_the_model():
 @pytest.mark.parametrize("exercise_id, kind, name", case_params(CASES))
 def test_lesson06_checks(exercise_id, kind, name):
     run_case(CASES, exercise_id, kind, name)
+
+
+# ----------------------------------------------------------------------------- predictions (lesson notebook)
+
+# prediction ID -> (right answers, wrong answers, a substring of the reasoning, the value as shown);
+# collected by tests/test_grading_predictions.py
+PREDICTION_CASES = {
+    "architectures.predict_causal_influence": (
+        [36, 36.0, 8 * 9 // 2], [28, 64, 32, 8], "8 * 9 / 2 = 36", "the value is 36"),
+    "architectures.predict_same_parameters": (
+        ["C", "c", "(C)", "neither: they have exactly as many"], ["A", "b", "(B)"],
+        "the causal mask is not a parameter", "(C) neither"),
+    "architectures.predict_cross_attention_parameters": (
+        [16640, 4 * 64 ** 2 + 4 * 64, 16640.0], [16384, 12480, 33280, 8320, 16768],
+        "4 d^2 + 4 d = 16,640", "the value is 16 640"),
+}
+
+
+def test_prediction_answers_match_the_lesson_models():
+    """The facts behind the answers, measured on the lesson's models: influence and parameter counts."""
+    from tfcore.complexity import parameter_count
+    from tfcore.diagnostics import influence_matrix
+    from tfcore.model import Transformer, TransformerConfig
+
+    sizes = dict(vocab_size=12, d_model=64, n_heads=2, n_layers=2, max_seq_len=16)
+    torch.manual_seed(0)
+    decoder = Transformer(TransformerConfig(**sizes, architecture="decoder")).eval()
+    tokens = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
+    assert int((influence_matrix(decoder, tokens, vocab_size=10) > 1e-6).sum()) == 36
+    counts = {a: parameter_count(TransformerConfig(**sizes, architecture=a)) for a in ("encoder", "decoder")}
+    assert counts["encoder"] == counts["decoder"]
+    ed = parameter_count(TransformerConfig(**sizes, architecture="encoder-decoder"))
+    assert ed["cross_attention"] == 2 * (16640 + 128)  # two decoder blocks: cross_attn and its norm each

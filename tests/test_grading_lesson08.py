@@ -253,3 +253,40 @@ CASES["complexity.tiled_attention"] = Entry(
 @pytest.mark.parametrize("exercise_id, kind, name", case_params(CASES))
 def test_lesson08_checks(exercise_id, kind, name):
     run_case(CASES, exercise_id, kind, name)
+
+
+# ----------------------------------------------------------------------------- predictions (lesson notebook)
+
+# prediction ID -> (right answers, wrong answers, a substring of the reasoning, the value as shown);
+# collected by tests/test_grading_predictions.py
+PREDICTION_CASES = {
+    "complexity.predict_attention_crossover": (
+        [4608, 6 * 768, 4500, 5000], [3072, 1024, 768, 9216, 2304], "T = 6 d = 6 * 768 = 4608",
+        "the value is 4 608 tokens"),
+    "complexity.predict_kv_cache_gib": (
+        [2, 2.0, 2 ** 31 / 2 ** 30, 2.147], [1, 4, 0.5, 0.0625, 64], "2^31 bytes = 2 GiB", "the value is 2 GiB"),
+    "complexity.predict_running_sum": (
+        ["C", "c", "(C)", "it can do either"], ["A", "b", "it always decreases"], "l' = alpha * l + rowsum",
+        "(C) it can do either"),
+}
+
+
+def test_running_sum_prediction_both_ways():
+    """The reasoning's claim on the lesson's example: where the max jumps, l rises in some rows, drops in others."""
+    import torch
+
+    from tfcore.flash import flash_attention_steps
+
+    torch.manual_seed(1)  # the lesson's example
+    q, k, v = torch.randn(4, 8), torch.randn(16, 8), torch.randn(16, 8)
+    k = k * torch.linspace(0.5, 2.0, 16)[:, None]
+    steps = flash_attention_steps(q, k, v, block_k=4)
+    rose = dropped = 0
+    for before, after in zip(steps, steps[1:]):
+        jumped = after["m"] > before["m"]
+        rose += int((jumped & (after["l"] > before["l"])).sum())
+        dropped += int((jumped & (after["l"] < before["l"])).sum())
+        # the update the text states: l' = alpha * l + the tile's sum, alpha = exp(m - m')
+        alpha = torch.exp(before["m"] - after["m"])
+        torch.testing.assert_close(after["l"], alpha * before["l"] + after["P"].sum(-1))
+    assert rose and dropped

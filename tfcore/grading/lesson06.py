@@ -353,3 +353,55 @@ def _param_count(answer, c: Checker) -> None:
             ("the encoder and decoder layer counts are swapped: the decoder's blocks are the larger ones",
              lambda: parameter_count(_enc_dec_config(v, d, f, n_dec, n_enc, t))["total"]),
         ])
+
+
+# ----------------------------------------------------------------------------- predictions (lesson notebook)
+
+from tfcore.grading.predictions import predict_choice, predict_integer  # noqa: E402
+
+
+def _causal_influence_ones() -> int:
+    """Ones in the (8, 8) influence matrix of a causal model: output i depends on tokens 0 .. i."""
+    return int(causal_mask(8).sum())
+
+
+def _cross_attention_parameters() -> int:
+    """Parameters of tfcore's cross-attention sublayer at d_model = 64, 2 heads (the lesson's models)."""
+    return sum(p.numel() for p in MultiHeadAttention(64, 2).parameters())
+
+
+predict_integer(
+    "architectures.predict_causal_influence",
+    "A decoder reads 8 tokens. Of the 64 entries of its influence matrix (1 where changing token j moves "
+    "output i), how many are 1?",
+    lesson=LESSON, answer=_causal_influence_ones,
+    why="output i depends on tokens 0 .. i, its own token included, so row i holds i + 1 ones: 1 + 2 + ... + 8 "
+        "= 8 * 9 / 2 = 36, the lower triangle with its diagonal. 28 forgets the diagonal (a token always "
+        "moves its own output); 64 is the encoder, where every output depends on every token.",
+    hint="row i is output i: which tokens may it depend on, and does it depend on its own token?",
+)
+
+predict_choice(
+    "architectures.predict_same_parameters",
+    "An encoder-only and a decoder-only model with the same sizes (d_model = 64, 2 heads, 2 blocks, learned "
+    "positions, tied unembedding): which has more parameters?",
+    lesson=LESSON,
+    options={"A": "the encoder-only model", "B": "the decoder-only model",
+             "C": "neither: they have exactly as many"},
+    answer="C",
+    why="the causal mask is not a parameter: it is built from the positions when attention runs. Both models "
+        "have the same embedding, position table, blocks (attention, MLP and two norms each) and final norm; "
+        "only the mask passed to attention differs, so the counts are equal to the last parameter.",
+    hint="where does the causal mask come from: is it learned, or built when attention runs?",
+)
+
+predict_integer(
+    "architectures.predict_cross_attention_parameters",
+    "How many parameters has a cross-attention sublayer (W_Q, W_K, W_V, W_O, each d_model x d_model with a "
+    "bias, 2 heads) at d_model = 64?",
+    lesson=LESSON, answer=_cross_attention_parameters,
+    why="four d x d weight matrices, 4 * 64^2 = 16,384, and four bias vectors of d, 4 * 64 = 256: "
+        "4 d^2 + 4 d = 16,640. Cross-attention has the same parameters as self-attention (only its keys and "
+        "values read another sequence), and the heads split d_model into 2 x 32 without adding any.",
+    hint="count the weights and biases of four d x d linear layers; does the number of heads change them?",
+)

@@ -340,3 +340,47 @@ def _tiled_attention(answer, c: Checker) -> None:
     if seen.largest >= t * t:
         c.fail(f"on {case} your function built a tensor of shape {seen.shape}: a tiled kernel never holds the "
                f"T_q x T_k scores, only one block_q x block_k ({bq} x {bk}) tile at a time")
+
+
+# ----------------------------------------------------------------------------- predictions (lesson notebook)
+
+from tfcore.complexity import attention_overtakes_linear  # noqa: E402
+from tfcore.grading.predictions import predict_choice, predict_number  # noqa: E402
+
+predict_number(
+    "complexity.predict_attention_crossover",
+    "For GPT-2 small (d = 768), at what sequence length T does one block's attention (4 B T^2 d FLOPs) cost as "
+    "much as its projections (8 B T d^2) and MLP (16 B T d^2) together?",
+    lesson=LESSON, answer=lambda: attention_overtakes_linear(768), rel=0.15, unit=" tokens",
+    why="set 4 B T^2 d = (8 + 16) B T d^2 and divide by 4 B T d: T = 6 d = 6 * 768 = 4608 tokens, beyond "
+        "GPT-2's 1024-token context. 3072 = 4 d is where attention overtakes the MLP alone; below T = 6 d the "
+        "linear layers cost more.",
+    hint="write attention and the linear layers as functions of T and solve for the T where they are equal",
+)
+
+predict_number(
+    "complexity.predict_kv_cache_gib",
+    "The KV cache of Llama 2 7B (32 layers, 32 heads of d_head = 128, every head with its own keys and values) "
+    "for one sequence of 4096 tokens in fp16, in GiB",
+    lesson=LESSON, answer=lambda: kv_cache_bytes(32, 1, 4096, 32, 128, 2) / 2 ** 30, rel=0.1, unit=" GiB",
+    why="each layer stores a key and a value (the factor 2) for every token and every KV head: "
+        "2 * 32 layers * 4096 tokens * 32 heads * 128 * 2 bytes = 2^31 bytes = 2 GiB, 512 KiB per token. "
+        "Forgetting the values gives 1 GiB; fp32 would give 4 GiB; with GQA's 8 KV heads it would be 0.5 GiB.",
+    hint="what does one layer store per token and per key/value head, how many bytes is an fp16 number, and "
+         "how many layers are there?",
+)
+
+predict_choice(
+    "complexity.predict_running_sum",
+    "Online softmax: when a key tile raises a row's running maximum (m' > m), what happens to that row's "
+    "running sum l?",
+    lesson=LESSON,
+    options={"A": "it always decreases", "B": "it always increases", "C": "it can do either"},
+    answer="C",
+    why="the update is l' = alpha * l + rowsum(exp(S_j - m')) with alpha = exp(m - m') < 1: the old sum is first "
+        "shrunk (the same scores count for less against a larger maximum), then the tile adds its own sum, at "
+        "least 1 since its largest score is the new maximum. A small jump over a small sum leaves l higher "
+        "(row 0 of the lesson's table); a large jump over a large sum removes more than the tile adds, and l "
+        "drops (row 2 at tile 3).",
+    hint="write l' in terms of l, the rescale factor alpha and the new tile's sum: which of them can be large?",
+)
