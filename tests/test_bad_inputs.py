@@ -24,6 +24,7 @@ matplotlib.use("Agg")
 from helpers import single_thread  # noqa: E402, F401 (autouse fixture: one thread for tiny tensors)
 
 from tfcore import attention, blocks, complexity, data, diagnostics, flash, heads, losses, masks, mlp, model, norms  # noqa: E402
+from tfcore import neurons  # noqa: E402
 from tfcore import positions as pos  # noqa: E402
 from tfcore.viz import plots  # noqa: E402
 
@@ -468,6 +469,21 @@ ROWS: list[Row] = [
         ValueError, "'zero' or 'mean'"),
     Row("diagnostics", "n_heads", lambda: diagnostics.ablate_heads(DEC, {"decoder.0.attn": [9]}).__enter__(), ValueError,
         "head index 9"),
+    Row("diagnostics", "parameter", lambda: diagnostics.layer_gradient_norms(DEC, DEC(TOK).sum(), "mlp.w2.weight"),
+        ValueError, "not in decoder.0"),
+    Row("diagnostics", "loss", lambda: diagnostics.layer_gradient_norms(DEC, DEC(TOK)), ValueError, "one-element"),
+    # ------------------------------------------------------------------------------------- neurons
+    Row("neurons", "layer", lambda: neurons.unit_activations(DEC, TOK, 1), ValueError, r"\[0, n_layers=1\)"),
+    Row("neurons", "layer", lambda: neurons.unit_logit_effect(DEC, -1), ValueError, r"\[0, n_layers=1\)"),
+    Row("neurons", "layer", lambda: neurons.down_projection(DEC, 0.0), ValueError, "integer"),
+    Row("neurons", "tokens", lambda: neurons.unit_activations(DEC, TOK.float(), 0), TypeError, "token ids"),
+    Row("neurons", "tokens", lambda: neurons.top_activations(DEC, TOK[0], 0), ValueError, r"\(B, T\)"),
+    Row("neurons", "tokens", lambda: neurons.unit_activations(DEC, TOK[:, :0], 0), ValueError, "at least one"),
+    Row("neurons", "k", lambda: neurons.top_activations(DEC, TOK, 0, k=13), ValueError, r"N \* T = 12"),
+    Row("neurons", "batch_size", lambda: neurons.top_activations(DEC, TOK, 0, batch_size=0), ValueError, "positive"),
+    Row("neurons", "units", lambda: neurons.ablate_units(DEC, 0, [64]).__enter__(), ValueError, r"\[0, d_ff=64\)"),
+    Row("neurons", "units", lambda: neurons.ablate_units(DEC, 0, ["a"]).__enter__(), ValueError, "integer"),
+    Row("neurons", "model", lambda: neurons.unit_logit_effect(SEQ2SEQ, 0), ValueError, "encoder-decoder"),
     # ------------------------------------------------------------------------------------- flash
     Row("flash", "q", lambda: flash.flash_attention(r(H, T, D), r(H, T, D), r(H, T, D)), ValueError, "4 axes"),
     Row("flash", "B", lambda: flash.flash_attention(Q, r(3, H, T, D), r(3, H, T, D)), ValueError, "k has B=3 but q has B=2"),
@@ -495,7 +511,7 @@ ROWS: list[Row] = [
 ]
 
 PUBLIC_MODULES = {"attention", "masks", "heads", "mlp", "norms", "positions", "blocks", "model", "complexity", "data",
-                  "losses", "diagnostics", "flash", "viz"}
+                  "losses", "diagnostics", "flash", "viz", "neurons"}
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[f"{n:03d}-{row.module}-{row.arg}" for n, row in enumerate(ROWS)])

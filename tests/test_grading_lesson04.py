@@ -176,3 +176,14 @@ CASES = {
 @pytest.mark.parametrize("exercise_id, kind, name", case_params(CASES))
 def test_lesson04_checks(exercise_id, kind, name):
     run_case(CASES, exercise_id, kind, name)
+
+
+# ----------------------------------------------------------------------------- predictions (see tests/test_grading_predictions.py)
+
+PREDICTION_CASES = {
+    "mlp.predict_gpt2_mlp_share": ([45.5, 46, 40, 51, 100 * 2 / 3 * 0.69], [66.7, 2 / 3 * 100, 33.3, 80, 25],
+                                   "about 2/3 of the remaining 68 %", "45.53 %"),
+    "mlp.predict_causal_changes": ([5, 5.0, 8 - 3], [1, 8, 4, 3, 6], "outputs 3, 4, 5, 6 and 7", "the value is 5"),
+    "mlp.predict_unit_promotes": (["A", "a", "(A)", "r", " R "], ["B", "e", "C", "a space", "d", "a newline"],
+                                  "continues with 'r' (daughter)", "(A) r"),
+}

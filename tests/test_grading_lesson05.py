@@ -209,3 +209,30 @@ CASES = {
 @pytest.mark.parametrize("exercise_id, kind, name", case_params(CASES))
 def test_lesson05_checks(exercise_id, kind, name):
     run_case(CASES, exercise_id, kind, name)
+
+
+# ----------------------------------------------------------------------------- predictions (see tests/test_grading_predictions.py)
+
+PREDICTION_CASES = {
+    "norms.predict_layernorm_norm": ([2.83, 8 ** 0.5, 2.7, 2.95], [1, 8, 0, 2.5, 3.2],
+                                     "sum_i y_i^2 = d", "the value is 2.828"),
+    "norms.predict_depth_ratio": ([2.38, 2, 2.5, 1.8, (24 / 6) ** 0.5], [1, 4, 0.5, 1.5, 3.2],
+                                  "about sqrt(4) = 2 times the size", "the value is 2.38"),
+    "norms.predict_which_trains": (["B", "b", "(B)", "only Pre-LN", " only pre-ln "], ["A", "both", "C", "d", "neither"],
+                                   "identity path from the embedding", "(B) only Pre-LN"),
+}
+
+
+def test_the_depth_ratio_is_the_one_the_lesson_prints():
+    """norms.predict_depth_ratio's answer is the ratio lesson 05 computes and prints (saved output)."""
+    import re
+    from pathlib import Path
+
+    import nbformat
+
+    from tfcore.grading.lesson05 import DEPTH_RATIO
+
+    nb = nbformat.read(Path(__file__).parents[1] / "notebooks" / "05_norms.ipynb", as_version=4)
+    printed = [m.group(1) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+               for m in re.finditer(r"Pre-LN, L = 6 over L = 24: ([0-9.]+)", o.get("text", ""))]
+    assert printed == [f"{DEPTH_RATIO:.2f}"]

@@ -6,7 +6,7 @@
   ``leakage_test``, ``influence_matrix`` and ``padding_leakage`` run the same test on a whole model;
 - ``residual_norms`` / ``ResidualNormRecorder``: ||F_l(x_l)|| / ||x_l|| per block, by forward hooks;
 - ``ablate_heads`` (zero or mean ablation), ``head_means``, ``head_ablation_effects``;
-- ``gradient_norms``, ``overfit_batch``;
+- ``gradient_norms`` (per block), ``layer_gradient_norms`` (one parameter per block: lesson 05), ``overfit_batch``;
 - ``debugging_checklist(model, batch, vocab_size)``: all of the above as one ``ChecklistReport``;
 - helpers for the lessons' printouts and plots: ``bounded``, ``max_diff``, ``moving_average``.
 """
@@ -476,6 +476,33 @@ def gradient_norms(model: nn.Module, loss: Tensor) -> dict[str, float]:
         group = _param_group(name)
         squares[group] = squares.get(group, 0.0) + (0.0 if g is None else float(g.detach().double().pow(2).sum()))
     return {k: math.sqrt(v) for k, v in squares.items()}
+
+
+def layer_gradient_norms(model: nn.Module, loss: Tensor, parameter: str = "mlp.fc_out.weight") -> dict[str, Tensor]:
+    """||dL/dW|| of one parameter in every block, per stack: {"decoder": (n_layers,), ...}, encoder first.
+
+    parameter: the name inside a block, e.g. ``"mlp.fc_out.weight"`` (W^2 of a GELU/ReLU MLP, the
+    matrix Xiong et al. 2020 follow), ``"mlp.w2.weight"`` (SwiGLU), ``"attn.v_proj.weight"``.
+    One ``torch.autograd.grad`` call; the parameters' ``.grad`` fields are left alone.
+    """
+    if not isinstance(loss, Tensor) or loss.numel() != 1:
+        raise ValueError(f"loss must be a one-element tensor, got {type(loss).__name__}"
+                         f"{'' if not isinstance(loss, Tensor) else ' of shape ' + str(tuple(loss.shape))}")
+    if not loss.requires_grad:
+        raise ValueError("loss does not require grad: compute it from the model's output outside torch.no_grad()")
+    blocks = _blocks(model)
+    params: dict[str, Tensor] = {}
+    for name, block in blocks.items():
+        try:
+            params[name] = block.get_parameter(parameter)
+        except AttributeError:
+            names = sorted(n for n, _ in block.named_parameters())
+            raise ValueError(f"parameter {parameter!r} is not in {name}; its parameters: {names}") from None
+    grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True, retain_graph=True)
+    out: dict[str, list[float]] = {}
+    for name, g in zip(params, grads):
+        out.setdefault(name.split(".")[0], []).append(0.0 if g is None else float(g.detach().double().norm()))
+    return {stack: torch.tensor(norms, dtype=torch.float64) for stack, norms in out.items()}
 
 
 def overfit_batch(model: nn.Module, loss_fn: Callable[[nn.Module], Tensor], steps: int = 60, lr: float = 3e-3) -> list[float]:

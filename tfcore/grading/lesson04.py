@@ -288,3 +288,51 @@ def _token_independence(answer, c: Checker) -> None:
         c.cases += 1
         if c.boolean(out, case, "True (f mixes tokens) or False (it does not)") != mixes:
             c.fail(hint)
+
+
+# ----------------------------------------------------------------------------- predictions (lesson notebook)
+
+from tfcore.grading.predictions import predict_choice, predict_integer, predict_number  # noqa: E402
+
+
+def _gpt2_mlp_share() -> float:
+    """Percent of GPT-2 small's parameters in its 12 MLPs, as lesson 04's section 4 counts them."""
+    from tfcore.complexity import mlp_params, parameter_count
+    from tfcore.model import gpt2_config
+
+    cfg = gpt2_config()
+    return 100 * cfg.n_layers * mlp_params(cfg.d_model, cfg.d_ff) / parameter_count(cfg)["total"]
+
+
+predict_number(
+    "mlp.predict_gpt2_mlp_share",
+    "What percentage of all of GPT-2 small's parameters (124.5 M, embeddings included) sit in its 12 MLPs?",
+    lesson=LESSON, answer=_gpt2_mlp_share, abs=6.0, unit=" %",
+    why="inside a block the MLP holds 8d^2 of the 12d^2 weights, two thirds. But the model is more than its "
+        "blocks: the token embedding (50,304 x 768 = 38.6 M, shared with the unembedding) is almost a third of "
+        "the whole, so the MLPs' 56.7 M are about 2/3 of the remaining 68 %, 45 %.",
+    hint="two thirds of each block, but how much of the model is not in the blocks at all? (vocabulary x d_model)",
+)
+
+predict_integer(
+    "mlp.predict_causal_changes",
+    "Token 3 of an 8-token sequence (positions 0-7) is changed. How many of causal self-attention's 8 output "
+    "positions change?",
+    lesson=LESSON, answer=5,
+    why="under a causal mask output t reads tokens 0..t. Token 3 is read by outputs 3, 4, 5, 6 and 7, so five "
+        "outputs move; outputs 0, 1 and 2 cannot see it. The MLP would change only output 3, and attention "
+        "without a mask all 8.",
+    hint="which outputs may read token 3 when output t sees tokens 0..t only?",
+)
+
+predict_choice(
+    "mlp.predict_unit_promotes",
+    "Unit 265 of block 3 of the Shakespeare model fires most at positions whose text ends in 'daughte'. Which "
+    "character does its value vector raise most in the logits?",
+    lesson=LESSON, options={"A": "r", "B": "e", "C": "a space", "D": "a newline"}, answer="A",
+    why="the key detects the context and the value writes a prediction for the next character. After "
+        "'daughte' the text continues with 'r' (daughter), so a unit that fires there is useful if its value "
+        "raises 'r': it does (+0.46, the largest entry of its row). 'e' is the character it has just read, "
+        "not the one to predict.",
+    hint="the model's output at a position predicts the next character: what comes after 'daughte'?",
+)

@@ -309,3 +309,48 @@ def _pre_post(answer, c: Checker) -> None:
                  lambda: _post(n1(x), a, m, n1, n2)),
             ]
         c.compare(out, ref, case, atol=1e-4, rtol=1e-4, wrong=[(hint, no_grad(f)) for hint, f in wrong])
+
+
+# ----------------------------------------------------------------------------- predictions (lesson notebook)
+
+from tfcore.grading.predictions import predict_choice, predict_number  # noqa: E402
+
+predict_number(
+    "norms.predict_layernorm_norm",
+    "A token of d = 8 components goes through LayerNorm with gain 1 and shift 0. What is the Euclidean norm of "
+    "the output?",
+    lesson=LESSON, answer=8 ** 0.5, abs=0.15,
+    why="LayerNorm leaves every token with mean 0 and variance (1/d) sum_i y_i^2 = 1, so sum_i y_i^2 = d and "
+        "||y|| = sqrt(d) = sqrt(8) = 2.83, whatever the token's scale before. Standard deviation 1 is per "
+        "component; the norm adds up all d of them.",
+    hint="variance 1 means the mean of the squares is 1 (the mean is 0): what is the sum of the 8 squares?",
+)
+
+# the value lesson 05 prints ("Pre-LN, L = 6 over L = 24: ..."); tests/test_grading_lesson05.py reads it from
+# the saved notebook, so the two cannot drift apart
+DEPTH_RATIO = 2.38
+
+predict_number(
+    "norms.predict_depth_ratio",
+    "In the paper's setting (Xavier init, embeddings times sqrt(d), final LayerNorm), how many times larger is "
+    "Pre-LN's last-layer W2 gradient at 6 layers than at 24?",
+    lesson=LESSON, answer=DEPTH_RATIO, abs=0.6,
+    why="Pre-LN's last block writes into a stream whose size grows like sqrt(L) (every block adds a write of "
+        "about the same size), and the final LayerNorm divides the gradient that reaches it by that size. Four "
+        "times the depth gives about sqrt(4) = 2 times the size, so the gradient at 6 layers is about twice the "
+        "one at 24 (2.38 measured). Post-LN's last layer sits behind one norm of one sublayer sum, whatever L.",
+    hint="the final norm divides by the size of x_L; how does ||x_L|| grow with the number of blocks adding "
+         "roughly independent writes to it?",
+)
+
+predict_choice(
+    "norms.predict_which_trains",
+    "Two 24-layer models with the same Xavier weights and batches train for 40 AdamW steps at lr 1e-2 with no "
+    "warm-up, one Pre-LN and one Post-LN. Which learns the permutation map?",
+    lesson=LESSON, options={"A": "both", "B": "only Pre-LN", "C": "only Post-LN", "D": "neither"}, answer="B",
+    why="Pre-LN keeps an identity path from the embedding to the final norm, so every block's step changes the "
+        "output a little and the top gradient reaches every layer. Post-LN's output is 48 normalised "
+        "sublayers composed with no shortcut: AdamW moves every weight by about the learning rate at once, "
+        "and without a warm-up the function changes without descending; it stays at chance (ln 16 = 2.77).",
+    hint="which placement keeps a path from the embedding to the output that no norm or sublayer sits on?",
+)
