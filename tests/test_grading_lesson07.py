@@ -207,3 +207,17 @@ CASES["positions.equivariance"] = Entry(
 @pytest.mark.parametrize("exercise_id, kind, name", case_params(CASES))
 def test_lesson07_checks(exercise_id, kind, name):
     run_case(CASES, exercise_id, kind, name)
+
+
+# prediction ID -> (right answers, wrong answers, a piece of the reasoning, the value as shown): see
+# tests/test_grading_predictions.py, which collects this table.
+PREDICTION_CASES = {
+    "positions.predict_gpt2_table": ([786432, 1024 * 768, 786432.0], [1024, 768, 786432 * 12, 1025 * 768],
+                                     "1024 x 768 = 786 432", "786 432 parameters"),
+    "positions.predict_slowest_wavelength": (
+        [47117, 47000, 2 * math.pi * 10000 ** (62 / 64), 45000, 49400],
+        [2 * math.pi * 10000, 10000, 2 * math.pi, 7499, 2 * math.pi * 10000 ** (63 / 64), 44000],
+        "2 pi 10000^(62/64)", "4.712e+04 positions"),
+    "positions.predict_flattest_beyond": (["C", "c", "(C)", "ALiBi"], ["A", "B", "D", "E"], "the same at every distance",
+                                          "(C) ALiBi"),
+}

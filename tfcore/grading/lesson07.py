@@ -216,3 +216,46 @@ def _equivariance(answer, c: Checker) -> None:
             ("take the absolute value before the max: a large negative difference counts too",
              lambda: _gap(model, tokens, perm, absolute=False)),
         ])
+
+
+# ----------------------------------------------------------------------------- predictions (lesson notebook)
+
+from tfcore.grading.predictions import predict_choice, predict_integer, predict_number  # noqa: E402
+
+predict_integer(
+    "positions.predict_gpt2_table",
+    "GPT-2 small learns a position table with T_max = 1024 rows of d_model = 768. How many parameters does the "
+    "table hold?",
+    lesson=LESSON, answer=1024 * 768, unit=" parameters",
+    why="the table has one learned row of d_model numbers per position: 1024 x 768 = 786 432 parameters, 0.6 % of "
+        "GPT-2 small's 124 M. It is the same size however long the training texts are, and it holds no row for "
+        "position 1024 or beyond.",
+    hint="one row per position, one number per channel of the residual stream.",
+)
+
+predict_number(
+    "positions.predict_slowest_wavelength",
+    "In the sinusoidal table with d = 64, pair i turns at the frequency 10000^(-2i/d). How many positions does the "
+    "slowest pair take to complete one turn?",
+    lesson=LESSON, answer=2 * math.pi * 10000 ** (62 / 64), rel=0.05, unit=" positions",
+    why="one turn takes 2 pi / omega_i = 2 pi 10000^(2i/d) positions, longest for the last pair, i = d/2 - 1 = 31: "
+        "2 pi 10000^(62/64) = 2 pi x 7499 = 47 117. The exponent is (d - 2)/d, not 1, so it stays below "
+        "2 pi 10000 = 62 832, the limit as d grows.",
+    hint="a turn is 2 pi radians; which i is the last pair, and what is 2i/d for it?",
+)
+
+predict_choice(
+    "positions.predict_flattest_beyond",
+    "Six decoders, trained on windows of 64 characters, are scored at positions 64 to 511. Which one's loss there "
+    "stays closest to its own loss inside the training length?",
+    lesson=LESSON,
+    options={"A": "sinusoidal", "B": "RoPE", "C": "ALiBi", "D": "T5 buckets", "E": "no positions"},
+    answer="C",
+    why="ALiBi subtracts m_h (i - j) from the scores, a rule that is the same at every distance: a key further back "
+        "than any seen in training only gets a larger penalty, and the model already handles far keys by "
+        "giving them little weight. Sinusoidal positions and RoPE feed it vectors or angles it never saw; T5's "
+        "buckets for offsets beyond those of training were never trained; without positions nothing new appears "
+        "either, but each query meets more keys than in training, and the loss rises a little.",
+    hint="for each scheme, does a position or an offset beyond 63 give the model something it never saw in "
+         "training?",
+)
