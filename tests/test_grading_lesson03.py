@@ -177,3 +177,19 @@ CASES = {
 @pytest.mark.parametrize("exercise_id, kind, name", case_params(CASES))
 def test_lesson03_checks(exercise_id, kind, name):
     run_case(CASES, exercise_id, kind, name)
+
+
+# prediction ID -> (right answers, wrong answers, a piece of the reasoning, the value as the feedback shows it);
+# collected by tests/test_grading_predictions.py
+PREDICTION_CASES = {
+    "heads.predict_more_heads_params": (["B", "b", "(B)", "stays the same"], ["A", "C", "d"],
+                                        "4 d^2 + 4 d = 2 362 368", "(B) stays the same"),
+    "heads.predict_ablated_induction": (["B", "(b)", "fall well below 0.8"], ["A", "C"],
+                                        "the pattern depends on layer 0's output", "(B) fall well below"),
+    # 1/sqrt(64) = 0.125 is right; 1/sqrt(d_head) = 0.25, 1/d_head, 0 (random = orthogonal) and 1 are not
+    "heads.predict_random_composition": ([0.125, 1 / 8, 0.1, 0.15, math.sqrt(1 / 64)],
+                                         [0, 0.25, 1 / 16, 1 / 64, 0.5, 1.0], "1/sqrt(64) = 0.125", "0.1249"),
+    # 16 GiB (17.2 GB passes too); without the 2 for K and V: 8; fp32: 32; one layer: 0.5; one sequence: 2
+    "heads.predict_kv_cache_gib": ([16, 2**34 / 2**30, 17.18, 14], [8, 32, 0.5, 2, 64], "0.5 MiB per token",
+                                   "16 GiB"),
+}

@@ -1,11 +1,17 @@
-"""Diagnostics (lessons 02 and 10): tools that find bugs without reading the code.
+"""Diagnostics (lessons 02, 03 and 10): tools that find bugs, and circuits, without reading the code.
 
-- ``attention_entropy``: H_i = -sum_j a_ij log a_ij, against log T_k for a uniform row;
+- ``attention_entropy``: H_i = -sum_j a_ij log a_ij, against ``uniform_attention_entropy`` (log T_k for a
+  row that sees every key, log(i + 1) for causal row i);
   ``normalised_entropy``, ``head_entropy`` and ``classify_heads`` per head of a whole model;
 - ``leakage_by_perturbation`` / ``leakage_by_jacobian``: does output i depend on input j > i?
   ``leakage_test``, ``influence_matrix`` and ``padding_leakage`` run the same test on a whole model;
 - ``residual_norms`` / ``ResidualNormRecorder``: ||F_l(x_l)|| / ||x_l|| per block, by forward hooks;
 - ``ablate_heads`` (zero or mean ablation), ``head_means``, ``head_ablation_effects``;
+- the induction circuit (lesson 03): ``previous_token_scores`` and ``induction_scores`` from attention
+  weights; from the weights alone, ``composition_scores`` (Q-, K-, V-composition of two layers' heads)
+  and ``ov_copying_scores``, each with a random-head baseline (``random_composition_scores``,
+  ``random_ov_copying_scores``), built on ``head_weights``, ``norm_matrix``, ``qk_matrix``, ``ov_matrix``,
+  ``composition_score`` and ``copying_score``;
 - ``gradient_norms`` (per block), ``layer_gradient_norms`` (one parameter per block: lesson 05), ``overfit_batch``;
 - ``debugging_checklist(model, batch, vocab_size)``: all of the above as one ``ChecklistReport``;
 - helpers for the lessons' printouts and plots: ``bounded``, ``max_diff``, ``moving_average``.
@@ -23,6 +29,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import torch
 from torch import Tensor, nn
 
+from tfcore._checks import require_choice, require_int, require_ndim, require_positive_int
 from tfcore.heads import MultiHeadAttention
 
 
@@ -60,6 +67,20 @@ def attention_entropy(weights: Tensor) -> Tensor:
         raise ValueError(f"weights must have shape (..., T_q, T_k), got {tuple(weights.shape)}")
     logs = torch.where(weights > 0, weights.log(), torch.zeros_like(weights))
     return -(weights * logs).sum(dim=-1)
+
+
+def uniform_attention_entropy(t_q: int, t_k: int, causal: bool = False) -> Tensor:
+    """Entropy (nats) of uniform attention over the keys each query sees: (T_q,) float64, log(visible keys).
+
+    Without a mask every query sees T_k keys (log T_k). Under a causal mask query i, aligned to the last
+    key, sees i + 1 + T_k - T_q keys: the mean over a square causal matrix is log(T!) / T, less than log T.
+    """
+    require_positive_int("t_q", t_q)
+    require_positive_int("t_k", t_k)
+    if causal and t_q > t_k:
+        raise ValueError(f"a causal mask with t_q={t_q} > t_k={t_k} leaves the first queries no key to see")
+    visible = torch.arange(1 + t_k - t_q, t_k + 1, dtype=torch.float64) if causal else torch.full((t_q,), float(t_k))
+    return visible.log()
 
 
 def leakage_by_perturbation(f: Callable[[Tensor], Tensor], tokens: Tensor, vocab_size: int, position: int,
@@ -330,6 +351,250 @@ def head_ablation_effects(model: nn.Module, tokens: Tensor, mode: str = "zero", 
                     deltas[h] = float(loss_fn(model)) - base
             effects[name] = deltas
     return base, effects
+
+
+# ----------------------------------------------------------------------------- the induction circuit (lesson 03)
+# Scores read from attention weights, then scores read from the weights alone (Elhage et al. 2021, "A
+# Mathematical Framework for Transformer Circuits"), in that paper's column-vector convention: a head computes
+# q = W_Q x, k = W_K x, v = W_V x and writes W_O z into the residual stream. nn.Linear stores exactly these
+# matrices (weight: (out, in)), so W_QK = W_Q^T W_K and W_OV = W_O W_V are (d_model, d_model).
+
+COMPOSITIONS = ("q", "k", "v")
+
+
+def _square_weights(weights: Tensor, minimum: int) -> int:
+    require_ndim("weights", weights, 4, "(B, h, T, T)")
+    t = weights.shape[-1]
+    if weights.shape[-2] != t:
+        raise ValueError(f"weights must be self-attention weights (B, h, T, T), got T_q={weights.shape[-2]} "
+                         f"and T_k={t}")
+    if t < minimum:
+        raise ValueError(f"weights have T={t} positions; this score needs at least {minimum}")
+    return t
+
+
+def previous_token_scores(weights: Tensor) -> Tensor:
+    """Mean attention of query t on key t - 1 per head: (B, h, T, T) -> (h,), over the batch and t = 1 .. T-1."""
+    t = _square_weights(weights, 2)
+    q = torch.arange(1, t, device=weights.device)
+    return weights[:, :, q, q - 1].mean(dim=(0, 2))
+
+
+def induction_scores(weights: Tensor, period: int) -> Tensor:
+    """Mean attention of query t on key t - period + 1 per head: (B, h, T, T) -> (h,), for t = period .. T-1.
+
+    For sequences that repeat after ``period`` tokens (token t = token t - period in the repeat), key
+    t - period + 1 holds the token that followed the earlier occurrence of token t: where an induction
+    head looks. Uniform causal attention would give query t the weight 1 / (t + 1).
+    """
+    t = _square_weights(weights, 2)
+    require_int("period", period, minimum=1)
+    if period >= t:
+        raise ValueError(f"period must be smaller than T={t} (the sequence must repeat), got {period}")
+    q = torch.arange(period, t, device=weights.device)
+    return weights[:, :, q, q - period + 1].mean(dim=(0, 2))
+
+
+def head_weights(layer: MultiHeadAttention, head: int) -> dict[str, Tensor]:
+    """One head's ``W_Q``, ``W_K``, ``W_V`` (d_head, d_model) and ``W_O`` (d_model, d_head), float64 copies.
+
+    Column-vector convention: q = W_Q x (rows of ``q_proj.weight``), the head writes W_O z (columns of
+    ``out_proj.weight``). With GQA, W_K and W_V are those of the key/value head that query head reads.
+    """
+    if not isinstance(layer, MultiHeadAttention):
+        raise TypeError(f"layer must be a tfcore MultiHeadAttention, got {type(layer).__name__}")
+    require_int("head", head, minimum=0)
+    if head >= layer.n_heads:
+        raise ValueError(f"head index {head} out of range for a layer with n_heads={layer.n_heads}")
+    dh = layer.d_head
+    kv = head // (layer.n_heads // layer.n_kv_heads)
+    rows, kv_rows = slice(head * dh, (head + 1) * dh), slice(kv * dh, (kv + 1) * dh)
+    with torch.no_grad():
+        return {"W_Q": layer.q_proj.weight[rows].double(), "W_K": layer.k_proj.weight[kv_rows].double(),
+                "W_V": layer.v_proj.weight[kv_rows].double(), "W_O": layer.out_proj.weight[:, rows].double()}
+
+
+def norm_matrix(norm: nn.Module | None, d_model: int) -> Tensor:
+    """The linear part of a norm as a (d_model, d_model) float64 matrix acting on column vectors.
+
+    LayerNorm: diag(g) (I - 1 1^T / d), centring then the gain g; RMSNorm: diag(g); None: I. Left out: the
+    division by the (root) mean square, one positive number per position that rescales whatever reads it,
+    and the bias. Weights that read the norm's output are folded with it: W_K N, W_V N.
+    """
+    from tfcore.norms import LayerNorm, RMSNorm
+
+    eye = torch.eye(d_model, dtype=torch.float64)
+    if norm is None:
+        return eye
+    if not isinstance(norm, (LayerNorm, RMSNorm, nn.LayerNorm, nn.RMSNorm)):
+        raise TypeError(f"norm must be a LayerNorm or RMSNorm (or None), got {type(norm).__name__}")
+    gain = norm.weight.detach().double() if norm.weight is not None else torch.ones(d_model, dtype=torch.float64)
+    centre = eye - 1.0 / d_model if isinstance(norm, (LayerNorm, nn.LayerNorm)) else eye
+    return gain[:, None] * centre
+
+
+def _self_attention(model: nn.Module, name: str) -> tuple[MultiHeadAttention, Tensor]:
+    """The self-attention layer ``name`` and the matrix of the norm it reads through (pre-LN, parallel)."""
+    layers = _attention_layers(model)
+    if name not in layers:
+        raise KeyError(f"no attention layer {name!r}; the model has {list(layers)}")
+    if not name.endswith(".attn"):
+        raise ValueError(f"{name!r} is a cross-attention layer: its keys and values read the encoder's output, "
+                         "not the residual stream; circuit scores need self-attention layers")
+    placement = getattr(getattr(model, "config", None), "placement", "pre")
+    if placement == "post":
+        raise ValueError("circuit scores fold the norm that each layer reads through (pre-LN or parallel "
+                         "blocks); a Post-LN block normalises after the residual addition: not supported")
+    block = model.get_submodule(name.rsplit(".", 1)[0])
+    return layers[name], norm_matrix(block.norm_attn, layers[name].d_model)
+
+
+def qk_matrix(layer: MultiHeadAttention, head: int, norm: Tensor | None = None, offset: int = 0) -> Tensor:
+    """W_QK = N^T W_Q^T R W_K N of one head, (d_model, d_model) float64: score = x_query^T W_QK x_key (unscaled).
+
+    norm: the (d_model, d_model) matrix of the norm the layer reads through (``norm_matrix``; None: I).
+    With RoPE, R rotates by the relative position: ``offset`` = query position - key position (0: R = I).
+    """
+    require_int("offset", offset, minimum=0)
+    w = head_weights(layer, head)
+    n = torch.eye(layer.d_model, dtype=torch.float64) if norm is None else norm
+    q, k = w["W_Q"] @ n, w["W_K"] @ n
+    if layer.rope_base is None:
+        return q.T @ k
+    from tfcore.positions import rope
+
+    # rope() rotates row vectors: row i of rope(I, p) is (R_p e_i)^T, so rope(I, p) = R_p^T = R_{-p}, and a
+    # query at m and a key at n = m - offset score (R_m q) . (R_n k) = q^T R_{n - m} k = q^T rope(I, offset) k
+    eye = torch.eye(layer.d_head, dtype=torch.float64)
+    rotation = rope(eye, torch.full((layer.d_head,), offset), layer.rope_base, layer.rope_layout, layer.rope_scaling)
+    return q.T @ rotation @ k
+
+
+def ov_matrix(layer: MultiHeadAttention, head: int, norm: Tensor | None = None) -> Tensor:
+    """W_OV = W_O W_V N of one head, (d_model, d_model) float64: what the head writes for a value input x."""
+    w = head_weights(layer, head)
+    n = torch.eye(layer.d_model, dtype=torch.float64) if norm is None else norm
+    return w["W_O"] @ w["W_V"] @ n
+
+
+def composition_score(reader: Tensor, writer: Tensor) -> Tensor:
+    """||reader writer||_F / (||reader||_F ||writer||_F) for (..., d, d) matrices: at most 1.
+
+    How much of what ``writer`` puts into the residual stream ``reader`` reads; about 1/sqrt(d) for
+    independent random matrices.
+    """
+    if reader.shape[-1] != writer.shape[-2]:
+        raise ValueError(f"reader has {reader.shape[-1]} columns but writer has {writer.shape[-2]} rows")
+    norm = torch.linalg.matrix_norm
+    return norm(reader @ writer) / (norm(reader) * norm(writer))
+
+
+def _reader_matrix(layer: MultiHeadAttention, head: int, norm: Tensor, kind: str, offset: int) -> Tensor:
+    if kind == "v":
+        return ov_matrix(layer, head, norm)
+    qk = qk_matrix(layer, head, norm, offset)
+    return qk if kind == "k" else qk.T
+
+
+def composition_scores(model: nn.Module, writer: str, reader: str, kind: str = "k", offset: int = 0) -> Tensor:
+    """Composition of every head of layer ``writer`` with every head of a later layer ``reader``: (h_w, h_r).
+
+    score[i, j] = composition_score(M_j, W_OV^i) with M_j the reader head's
+    - "k": W_QK (its keys read what head i wrote at the key's position; an induction head's keys read
+      the previous-token head's output),
+    - "q": W_QK^T (its queries read it), "v": W_OV (its values read it).
+    Norms are folded into the weights that read them (``norm_matrix``), biases left out. offset: the
+    query-key distance of RoPE's rotation in W_QK (``qk_matrix``). Compare with
+    ``random_composition_scores``.
+    """
+    require_choice("kind", kind, COMPOSITIONS)
+    w_layer, w_norm = _self_attention(model, writer)
+    r_layer, r_norm = _self_attention(model, reader)
+    order = list(_attention_layers(model))
+    if order.index(writer) >= order.index(reader):
+        raise ValueError(f"reader {reader!r} must come after writer {writer!r}: a layer reads only what earlier "
+                         "layers wrote")
+    writes = torch.stack([ov_matrix(w_layer, i, w_norm) for i in range(w_layer.n_heads)])  # (h_w, d, d)
+    reads = torch.stack([_reader_matrix(r_layer, j, r_norm, kind, offset) for j in range(r_layer.n_heads)])
+    return composition_score(reads[None, :], writes[:, None])
+
+
+def random_composition_scores(d_model: int, d_head: int, kind: str = "k", samples: int = 1000,
+                              seed: int = 0) -> Tensor:
+    """Composition scores of pairs of random heads, (samples,) float64: the baseline for trained scores.
+
+    W_Q, W_K, W_V, W_O standard normal, as at initialisation up to a scale the score ignores, no norms,
+    no rotation. The mean is about 1/sqrt(d_model): random directions in d_model dimensions barely overlap.
+    """
+    require_choice("kind", kind, COMPOSITIONS)
+    for name, value in (("d_model", d_model), ("d_head", d_head), ("samples", samples)):
+        require_positive_int(name, value)
+    g = torch.Generator().manual_seed(seed)
+
+    def draw(*shape: int) -> Tensor:
+        return torch.randn(samples, *shape, generator=g, dtype=torch.float64)
+
+    writes = draw(d_model, d_head) @ draw(d_head, d_model)  # W_O W_V
+    if kind == "v":
+        reads = draw(d_model, d_head) @ draw(d_head, d_model)
+    else:
+        reads = draw(d_head, d_model).transpose(1, 2) @ draw(d_head, d_model)  # W_Q^T W_K
+    return composition_score(reads, writes)
+
+
+def _ov_core(model: nn.Module, norm: Tensor) -> Tensor:
+    """C = N E^T U F, (d_model, d_model) float64: a head's full OV circuit U F W_O W_V N E^T has the non-zero
+    eigenvalues of the (d_head, d_head) matrix W_V C W_O.
+
+    E: token embeddings (times the model's embedding scale and through its embedding norm, if any), U: the
+    unembedding, N: the norm the layer reads through, F: the final norm (``norm_matrix``).
+    """
+    if getattr(model, "mlm_dense", None) is not None:
+        raise ValueError("the model has a masked-LM head (dense + activation + norm) before the unembedding: "
+                         "not linear, so its OV circuits have no matrix")
+    final = model.final_norm if model.final_norm is not None else getattr(model, "encoder_norm", None)
+    d = norm.shape[0]
+    with torch.no_grad():
+        embed = model.embed.weight.double().T * float(model.embed_scale)  # (d, V)
+        if getattr(model, "embed_norm", None) is not None:
+            embed = norm_matrix(model.embed_norm["decoder" if model.decoder is not None else "encoder"], d) @ embed
+        return norm @ embed @ model.unembed.weight.double() @ norm_matrix(final, d)
+
+
+def copying_score(eigenvalues: Tensor) -> Tensor:
+    """sum(lambda) / sum(|lambda|) over the last axis, (..., n) -> (...): 1 when every eigenvalue is positive,
+    -1 when every one is negative."""
+    return eigenvalues.sum(dim=-1).real / eigenvalues.abs().sum(dim=-1)
+
+
+def ov_copying_scores(model: nn.Module, layer: str) -> Tensor:
+    """Copying score of each head's full OV circuit in layer ``layer``: (h,) in [-1, 1] (Elhage et al. 2021).
+
+    The full OV circuit M = U F W_O W_V N E^T is (vocab, vocab): column s holds the logits the head adds
+    when it attends to token s (the direct path: embedding -> head -> unembedding, biases and the other
+    layers left out). Score = sum(lambda) / sum(|lambda|) over M's eigenvalues: near 1 when the head raises
+    the logit of the very token it attends to (copying), about 0 for random heads
+    (``random_ov_copying_scores``). The non-zero eigenvalues of M are those of W_V C W_O (``_ov_core``).
+    """
+    attn, norm = _self_attention(model, layer)
+    core = _ov_core(model, norm)
+    heads = [head_weights(attn, i) for i in range(attn.n_heads)]
+    small = torch.stack([w["W_V"] @ core @ w["W_O"] for w in heads])  # (h, d_head, d_head)
+    return copying_score(torch.linalg.eigvals(small))
+
+
+def random_ov_copying_scores(model: nn.Module, layer: str, samples: int = 200, seed: int = 0) -> Tensor:
+    """Copying scores with standard normal W_V, W_O of the layer's head shape: (samples,) float64.
+
+    The baseline for ``ov_copying_scores``: the model's embeddings, norms and unembedding, random heads.
+    """
+    require_positive_int("samples", samples)
+    attn, norm = _self_attention(model, layer)
+    core = _ov_core(model, norm)
+    g = torch.Generator().manual_seed(seed)
+    w_v = torch.randn(samples, attn.d_head, attn.d_model, generator=g, dtype=torch.float64)
+    w_o = torch.randn(samples, attn.d_model, attn.d_head, generator=g, dtype=torch.float64)
+    return copying_score(torch.linalg.eigvals(w_v @ core @ w_o))
 
 
 # ----------------------------------------------------------------------------- attention entropy per head

@@ -219,3 +219,79 @@ def _mha(answer, c: Checker) -> None:
             ("applied a causal mask: this is bidirectional self-attention (nn.MultiheadAttention without a mask)",
              lambda: _mha_variant(*args, causal=True)),
         ])
+
+
+# ----------------------------------------------------------------------------- predictions (lesson notebook)
+
+from tfcore.grading.predictions import predict_choice, predict_number  # noqa: E402
+
+
+def _random_composition_baseline() -> float:
+    """Mean K-composition score of 1,000 pairs of random heads, d_model = 64, d_head = 16 (seed 0): the
+    lesson's reveal cell computes the same with ``random_composition_scores``."""
+    from tfcore.diagnostics import random_composition_scores
+
+    return float(random_composition_scores(64, 16, kind="k", samples=1000, seed=0).mean())
+
+
+def _kv_cache_gib() -> float:
+    """The KV cache of a Llama-2-7B-sized decoder (32 layers, h_kv = 32, d_head = 128), batch 8 x 4096, fp16."""
+    from tfcore.complexity import kv_cache_bytes
+
+    return kv_cache_bytes(32, 8, 4096, 32, 128, bytes_per_value=2) / 2**30
+
+
+predict_choice(
+    "heads.predict_more_heads_params",
+    "An attention layer with d_model = 768 and h = 12 heads (GPT-2 small) is rebuilt with h = 24 heads, "
+    "d_head = 768 / 24 = 32. Its parameter count",
+    lesson=LESSON,
+    options={"A": "doubles", "B": "stays the same", "C": "halves", "D": "grows by 12 more bias vectors"},
+    answer="B",
+    why="W_Q, W_K, W_V and W_O stay (768, 768) matrices and the biases stay 4 vectors of 768: more heads only cut "
+        "the same columns into more, narrower blocks (24 of 32 instead of 12 of 64). The count is "
+        "4 d^2 + 4 d = 2 362 368 whatever h is.",
+    hint="which matrices does a multi-head layer hold, and does their shape depend on h when d_head = d_model / h?",
+)
+
+predict_choice(
+    "heads.predict_ablated_induction",
+    "Remove the previous-token head of layer 0 (its output times 0). The induction scores of the four layer-1 heads, "
+    "about 0.8 in the intact model,",
+    lesson=LESSON,
+    options={"A": "stay about 0.8: the layer-1 heads' own weights did not change",
+             "B": "fall well below 0.8", "C": "rise above 0.8"},
+    answer="B",
+    why="an induction head finds the token after the earlier copy because that position's key says \"my "
+        "predecessor was a\", and layer 0's previous-token head wrote that. Without it the keys lose most of that "
+        "information, so the same W_Q and W_K no longer single out the right position and the attention spreads: "
+        "the pattern depends on layer 0's output, not only on layer 1's weights.",
+    hint="what in the key of the position after the earlier copy tells the induction head to look there, and "
+         "which head put it into the residual stream?",
+)
+
+predict_number(
+    "heads.predict_random_composition",
+    "The K-composition score ||W_QK W_OV||_F / (||W_QK||_F ||W_OV||_F) of two random heads (every weight standard "
+    "normal) with d_model = 64 and d_head = 16, averaged over many pairs",
+    lesson=LESSON, answer=_random_composition_baseline, abs=0.04,
+    why="for a random unit vector b in d dimensions, ||A b||^2 is on average ||A||_F^2 / d (A's squared norm spreads "
+        "evenly over the d directions). The columns of W_OV are such random directions for W_QK, so ||W_QK W_OV||_F "
+        "is about ||W_QK||_F ||W_OV||_F / sqrt(d_model) and the score about 1/sqrt(64) = 0.125: not 0, random heads overlap a little by chance, and that is the baseline a trained "
+        "head's score is compared with. d_head = 16 does not enter: the score measures overlap in the "
+        "d_model-dimensional residual stream.",
+    hint="how much of a random direction in d dimensions lies in the directions a random matrix amplifies? Think "
+         "of the squared cosine between two random unit vectors in d dimensions.",
+)
+
+predict_number(
+    "heads.predict_kv_cache_gib",
+    "The KV cache of a decoder with 32 layers, h_kv = h = 32 heads of d_head = 128 (Llama 2 7B's shape), for a "
+    "batch of 8 sequences of 4096 tokens in fp16, in GiB (2^30 bytes)",
+    lesson=LESSON, answer=_kv_cache_gib, rel=0.25, unit=" GiB",
+    why="each token stores a key and a value (2) for every layer (32) and KV head (32), each of d_head = 128 "
+        "numbers of 2 bytes: 2 x 32 x 32 x 128 x 2 = 524 288 bytes = 0.5 MiB per token; times 8 x 4096 = 32 768 "
+        "tokens gives 16 GiB, more than the 12.6 GiB of the model's own weights in fp16 (6.74 B parameters).",
+    hint="count the numbers cached per token (keys and values, every layer, every KV head, d_head each), then "
+         "multiply by the bytes per number and the tokens in the batch.",
+)
