@@ -33,7 +33,6 @@ from tfcore.diagnostics import (
     overfit_batch,
     padding_leakage,
     residual_norms,
-    uniform_entropy,
 )
 from tfcore.losses import lm_loss
 from tfcore.masks import causal_mask
@@ -188,35 +187,6 @@ def test_normalised_entropy_of_uniform_and_one_hot_rows():
     assert math.isnan(n[0]) and torch.allclose(n[1:], torch.ones(t - 1))
     assert torch.allclose(normalised_entropy(torch.full((3, 5), 0.2)), torch.ones(3))
     assert torch.allclose(normalised_entropy(torch.eye(4)), torch.zeros(4))
-
-
-def test_uniform_entropy_is_the_entropy_of_uniform_rows_over_the_visible_keys():
-    # reference: rows of softmax(0) over the visible keys, entropy summed by hand in float64
-    t = 64
-    for t_q, causal in ((t, True), (16, True), (t, False), (16, False)):
-        scores = torch.zeros(t_q, t, dtype=torch.float64)
-        if causal:  # query i (aligned to the last key) sees keys j <= i + t - t_q
-            scores = scores.masked_fill(~causal_mask(t)[t - t_q:], float("-inf"))
-        p = torch.softmax(scores, dim=-1)
-        by_hand = -(p * torch.where(p > 0, p.log(), torch.zeros_like(p))).sum(-1)
-        ours = uniform_entropy(t_q, t, causal=causal)
-        assert ours.shape == (t_q,) and ours.dtype == torch.float64
-        torch.testing.assert_close(ours, by_hand)
-    # the mean over a causal square is log(T!) / T: 3.21 at T = 64, well below log 64 = 4.16
-    mean = float(uniform_entropy(t, t, causal=True).mean())
-    assert mean == pytest.approx(math.lgamma(t + 1) / t) and round(mean, 2) == 3.21 and round(math.log(t), 2) == 4.16
-    # normalised_entropy measures against it: a uniform causal row scores 1
-    uniform_rows = torch.softmax(torch.zeros(t, t).masked_fill(~causal_mask(t), float("-inf")), -1)
-    assert torch.allclose(normalised_entropy(uniform_rows, causal=True)[1:], torch.ones(t - 1))
-
-
-@pytest.mark.parametrize("args, message", [
-    ((0, 4), "t_q must be an integer >= 1"), ((4, 2.0), "t_k must be an integer"),
-    ((True, 4), "t_q must be an integer"), ((5, 4, True), "first 1 queries see no key"),
-])
-def test_uniform_entropy_refuses_bad_sizes(args, message):
-    with pytest.raises(ValueError, match=message):
-        uniform_entropy(*args)
 
 
 def test_head_entropy_and_classification():

@@ -1,7 +1,6 @@
 """Diagnostics (lessons 02 and 10): tools that find bugs without reading the code.
 
-- ``attention_entropy``: H_i = -sum_j a_ij log a_ij, against ``uniform_entropy`` (log of the
-  number of visible keys: log T_k, or log(i + 1) under a causal mask);
+- ``attention_entropy``: H_i = -sum_j a_ij log a_ij, against log T_k for a uniform row;
   ``normalised_entropy``, ``head_entropy`` and ``classify_heads`` per head of a whole model;
 - ``leakage_by_perturbation`` / ``leakage_by_jacobian``: does output i depend on input j > i?
   ``leakage_test``, ``influence_matrix`` and ``padding_leakage`` run the same test on a whole model;
@@ -336,26 +335,6 @@ def head_ablation_effects(model: nn.Module, tokens: Tensor, mode: str = "zero", 
 # ----------------------------------------------------------------------------- attention entropy per head
 
 
-def uniform_entropy(t_q: int, t_k: int, causal: bool = False) -> Tensor:
-    """Entropy (nats) of a uniform attention row over the keys each query sees: (T_q,) float64.
-
-    Without a mask every query sees all T_k keys: log T_k. With ``causal`` the query at row i
-    (aligned to the last key) sees i + 1 + (T_k - T_q) keys, so a uniform causal row has
-    log(i + 1 + T_k - T_q), and the mean over T_q = T_k = T rows is log(T!) / T (3.21 at
-    T = 64, not log 64 = 4.16): the reference for a head's mean entropy under a causal mask.
-    """
-    from tfcore._checks import require_int
-
-    require_int("t_q", t_q, minimum=1)
-    require_int("t_k", t_k, minimum=1)
-    if causal and t_q > t_k:
-        raise ValueError(f"causal attention with t_q={t_q} queries but t_k={t_k} keys: aligned to the last key, "
-                         f"the first {t_q - t_k} queries see no key")
-    visible = torch.arange(t_q, dtype=torch.float64) + 1 + (t_k - t_q) if causal else \
-        torch.full((t_q,), float(t_k), dtype=torch.float64)
-    return visible.log()
-
-
 def normalised_entropy(weights: Tensor, causal: bool = False) -> Tensor:
     """Entropy of each row divided by that of a uniform row over the visible keys: (..., T_q).
 
@@ -364,7 +343,8 @@ def normalised_entropy(weights: Tensor, causal: bool = False) -> Tensor:
     with a single visible key have no spread to measure and give NaN.
     """
     t_q, t_k = weights.shape[-2], weights.shape[-1]
-    uniform = uniform_entropy(t_q, t_k, causal).to(weights.device)
+    visible = (torch.arange(t_q, dtype=torch.float64) + 1 + (t_k - t_q)) if causal else torch.full((t_q,), float(t_k))
+    uniform = visible.log().to(weights.device)
     h = attention_entropy(weights).double()
     out = torch.where(uniform > 0, h / uniform.clamp_min(1e-30), torch.full_like(h, float("nan")))
     return out.to(weights.dtype if weights.is_floating_point() else torch.float32)

@@ -471,30 +471,14 @@ def mean_head_entropy(weights_by_layer: Mapping[str, object]) -> tuple[list[str]
 
 
 def head_entropy_grid(weights_by_layer: Mapping[str, object], ax: Axes | None = None, title: str | None = None,
-                      annotate: bool = True, cmap="magma", causal: bool | None = None) -> Figure:
-    """Mean attention entropy (nats) per (layer, head) as a grid, with each layer's uniform reference.
+                      annotate: bool = True, cmap="magma") -> Figure:
+    """Mean attention entropy per (layer, head) as a grid, with log T_k (a uniform row) per layer.
 
-    The reference (on the layer's label) is the mean entropy of uniform rows over the keys each
-    query sees (``tfcore.diagnostics.uniform_entropy``): log T_k without a mask; under a causal
-    mask row i sees i + 1 keys, so the mean of log(i + 1) (3.21 at T = 64, where log T_k = 4.16).
-    causal: True or False for every layer, or None: decoder self-attention layers
-    (``decoder.N.attn``, as ``capture_attention`` names them) are causal, the others are not (the
-    rule of ``head_entropy``). Weights of T_q < T_k rows are aligned to the last key. Low entropy:
-    a collapsed head; near the reference: a diffuse head. Returns the Figure.
+    Low entropy: a collapsed head that looks at one key; near log T_k: a diffuse head
+    (for causal layers a uniform row i has only log(i + 1)). Returns the Figure.
     """
-    from tfcore.diagnostics import _is_causal_layer, uniform_entropy
-
-    if causal is not None and not isinstance(causal, bool):
-        raise TypeError(f"causal must be True, False or None (decide by the layer's name), got {causal!r}")
     names, grid = mean_head_entropy(weights_by_layer)
-    references = []
-    for name, w in weights_by_layer.items():
-        t_q, t_k = to_numpy(w, name).shape[-2:]
-        is_causal = _is_causal_layer(name) if causal is None else bool(causal)
-        try:
-            references.append(float(uniform_entropy(t_q, t_k, causal=is_causal).mean()))
-        except ValueError as e:
-            raise ValueError(f"weights_by_layer[{name!r}]: {e}") from None
+    t_ks = [to_numpy(w, name).shape[-1] for name, w in weights_by_layer.items()]
     if ax is None:
         import matplotlib.pyplot as plt
 
@@ -503,7 +487,7 @@ def head_entropy_grid(weights_by_layer: Mapping[str, object], ax: Axes | None = 
     fig = ax.figure
     im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0.0, aspect="auto", interpolation="nearest")
     ax.set_xticks(range(grid.shape[1]), [str(h) for h in range(grid.shape[1])], fontsize=9)
-    ax.set_yticks(range(len(names)), [f"{n}  (uniform {r:.2f})" for n, r in zip(names, references)],
+    ax.set_yticks(range(len(names)), [f"{n}  (log T_k = {math.log(t):.2f})" for n, t in zip(names, t_ks)],
                   fontsize=9)
     ax.set_xlabel("head", fontsize=9)
     if annotate:
