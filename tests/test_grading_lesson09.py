@@ -217,3 +217,19 @@ def test_tying_reference_matches_real_models():
 @pytest.mark.parametrize("exercise_id, kind, name", case_params(CASES))
 def test_lesson09_checks(exercise_id, kind, name):
     run_case(CASES, exercise_id, kind, name)
+
+
+# ----------------------------------------------------------------------------- predictions (lesson notebook)
+# ID -> (right answers, wrong answers, a piece of the reasoning, the value as the feedback shows it); gathered by
+# tests/test_grading_predictions.py. The values are the lesson's: the fresh model's loss 4.195 (ln 65 = 4.174),
+# the encoder's loss far below the decoder's, top_p = 0.9 keeping e, r and o after "To be, or not to b".
+PREDICTION_CASES = {
+    "training.predict_initial_loss": (
+        [4.195, math.log(65), 4.17, 4.0, 4.4, np.float32(4.2)],
+        [math.log2(65), 6.02, 0, 65, 1 / 65, 3.9, 2.4], "-log(1/65) = ln 65", "4.195 nats"),
+    "training.predict_encoder_loss": (
+        ["C", "c", "(C)", " c. ", "far lower"], ["A", "b", "(B)", "clearly higher than the decoder's"],
+        "copy it from its input", "(C) far lower"),
+    "training.predict_nucleus_size": (
+        [3, 3.0, np.int64(3)], [2, 1, 5, 14, 65], "the token that crosses p included", "3 characters"),
+}

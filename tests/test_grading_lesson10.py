@@ -302,3 +302,17 @@ CASES.update({
 @pytest.mark.parametrize("exercise_id, kind, name", case_params(CASES))
 def test_lesson10_checks(exercise_id, kind, name):
     run_case(CASES, exercise_id, kind, name)
+
+
+# ----------------------------------------------------------------------------- predictions (lesson notebook)
+# ID -> (right answers, wrong answers, a piece of the reasoning, the value as the feedback shows it); gathered by
+# tests/test_grading_predictions.py. The reference is the mean of log(i + 1) over 64 rows, log(64!) / 64 = 3.206.
+PREDICTION_CASES = {
+    "diagnostics.predict_causal_uniform_entropy": (
+        [3.21, 3.2058, math.lgamma(65) / 64, 3.16, 3.05, 3.4, np.float64(3.3)],
+        [math.log(64), 4.16, math.log(32.5), 2.08, 0, 1.0], "mean of logs is below the log of the mean",
+        "3.206 nats"),
+    "diagnostics.predict_missing_scale": (
+        ["B", "b", "(B)", " b. ", "model B"], ["A", "c", "(C)", "model A"], "passes every test of structure",
+        "(B) model B"),
+}

@@ -243,3 +243,77 @@ def _perplexity(answer, c: Checker) -> None:
              lambda: math.exp(total)),
             ("return exp(mean loss), not the mean loss itself", lambda: total / n_tok),
         ])
+
+
+# ----------------------------------------------------------------------------- predictions (lesson notebook)
+
+from tfcore.grading.predictions import predict_choice, predict_integer, predict_number  # noqa: E402
+
+
+def _fresh_model_loss() -> float:
+    """The lesson's fresh model (seed 0) on its batch of 16 windows of 64 characters: the loss the reveal prints."""
+    from tfcore.data import random_batch, shakespeare_splits
+    from tfcore.model import Transformer, TransformerConfig
+
+    tok, train_ids, _ = shakespeare_splits()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = Transformer(TransformerConfig(vocab_size=tok.vocab_size, d_model=64, n_layers=2, n_heads=4,
+                                              max_seq_len=64))
+    batch = random_batch(train_ids, 16, 63, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return float(lm_loss(model(batch), batch))
+
+
+def _nucleus_size() -> int:
+    """Characters kept by top_p = 0.9 after "To be, or not to b" in the shipped shakespeare-char-cpu model."""
+    from tfcore.data import shakespeare_splits
+    from tfcore.model import sampling_probs
+    from tfcore.train import pretrained
+
+    tok, _, _ = shakespeare_splits()
+    model, _ = pretrained("shakespeare-char-cpu")
+    with torch.no_grad():
+        logits = model(tok.encode("To be, or not to b")[None])[:, -1]
+    return int((sampling_probs(logits, top_p=0.9) > 0).sum())
+
+
+predict_number(
+    "training.predict_initial_loss",
+    "The loss (nats per character) of a fresh model, every weight drawn with standard deviation 0.02, "
+    "over V = 65 characters",
+    lesson=LESSON, answer=_fresh_model_loss, abs=0.25, unit=" nats",
+    why="weights of standard deviation 0.02 make every logit close to 0, so the softmax is close to uniform: each "
+        "target gets p = 1/65 and the loss is -log(1/65) = ln 65 = 4.17 nats (perplexity 65, chance). The fresh "
+        "model scores a little more, 4.195, because its logits are not exactly equal. Log base 2 (6.02 bits) "
+        "is a different unit; a loss near 0 would need a model that already knows the text.",
+    hint="how large are the logits of a model whose weights are all near 0, what does softmax make of them, and "
+         "what is -log of the probability it gives the target?",
+)
+
+predict_choice(
+    "training.predict_encoder_loss",
+    "Trained for next-character prediction without a causal mask (an encoder), the training loss after 60 steps, "
+    "against the same model as a decoder",
+    lesson=LESSON,
+    options={"A": "clearly higher than the decoder's", "B": "about the same", "C": "far lower"},
+    answer="C",
+    why="without the causal mask, position t attends to every position, including t + 1, whose token is its "
+        "target: the model learns to copy it from its input instead of predicting it, and the training loss "
+        "falls far below the decoder's (1.82 against 2.69 after 60 steps here). The number is worthless: when "
+        "generating, the next token is not in the input yet.",
+    hint="what does position t see without a causal mask, and which token is its target?",
+)
+
+predict_integer(
+    "training.predict_nucleus_size",
+    'Nucleus sampling with top_p = 0.9 after "To be, or not to b": how many characters are kept? (the most '
+    "likely: e 0.845, r 0.035, o 0.032, l 0.020, y 0.019, i 0.018)",
+    lesson=LESSON, answer=_nucleus_size, unit=" characters",
+    why="top-p keeps the most likely tokens until their probabilities add up to at least p, the token that "
+        "crosses p included: e alone is 0.845, e and r 0.880 (still below 0.9), and o brings 0.912, so e, r and "
+        "o are kept (3 characters), then renormalised. Stopping before the crossing token (2) leaves less than p; "
+        "top-p keeps few tokens where the model is sure (3 here) and many where it is not (14 after 'ROMEO:\\n').",
+    hint="add the probabilities from the largest down: at which character does the sum first reach 0.9, and is "
+         "that character kept?",
+)

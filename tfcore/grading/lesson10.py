@@ -361,3 +361,43 @@ def _sum_of_norms(model, tokens) -> float:
     params = [p for p in model.parameters() if p.requires_grad]
     grads = torch.autograd.grad(lm_loss(model(tokens), tokens), params, allow_unused=True)
     return sum(float(g.norm()) for g in grads if g is not None)
+
+
+# ----------------------------------------------------------------------------- predictions (lesson notebook)
+
+from tfcore.grading.predictions import predict_choice, predict_number  # noqa: E402
+
+
+def _causal_uniform_entropy() -> float:
+    """Mean entropy (nats) of the 64 rows of a uniform causal attention: mean of log(i + 1) = log(64!) / 64."""
+    return sum(math.log(i + 1) for i in range(64)) / 64
+
+
+predict_number(
+    "diagnostics.predict_causal_uniform_entropy",
+    "Under a causal mask, a head that spreads every row evenly over the keys it sees, on T = 64 tokens: its "
+    "entropy averaged over the 64 rows (without a mask: log 64 = 4.16)",
+    lesson=LESSON, answer=_causal_uniform_entropy, abs=0.2, unit=" nats",
+    why="row i sees the i + 1 keys 0..i, so a uniform row there has entropy log(i + 1): 0 for row 0, log 2 for "
+        "row 1, ..., log 64 only for the last row. The mean, log(64!) / 64 = 3.21 (about log 64 - 1 by "
+        "Stirling), is the reference for a causal head; log 64 = 4.16 would make every causal head look about a "
+        "nat sharper than it is. Averaging the key counts first (log 32.5 = 3.48) overestimates it: the mean "
+        "of logs is below the log of the mean.",
+    hint="row i sees i + 1 keys: what is the entropy of a uniform row over n keys, and what is the mean of that "
+         "over the rows? (the log of the mean key count is not the mean of the logs)",
+)
+
+predict_choice(
+    "diagnostics.predict_missing_scale",
+    "Case study: which model has the missing 1/sqrt(d_head) scale?",
+    lesson=LESSON,
+    options={"A": "model A", "B": "model B", "C": "model C"},
+    answer="B",
+    why="a missing scale leaves the mask and the softmax axis alone, so the model passes every test of structure: "
+        "no leak, rows that sum to 1, the checklist finds nothing. Only the size of the scores changes: 4 times "
+        "too large (sqrt(16)), they sharpen every softmax, so B's mean H / H_uniform is the lowest (0.754 against "
+        "the healthy 0.945), with a higher loss. A's rows do not sum to 1 (a softmax over the queries); C leaks "
+        "while its rows sum to 1 and its entropy exceeds the causal reference (the mask turned over).",
+    hint="which bugs change what a query may see, which one changes how rows are normalised, and which one only "
+         "changes how large the scores are? Find the model whose structure tests all pass.",
+)
