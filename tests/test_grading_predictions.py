@@ -120,6 +120,7 @@ def test_the_number_the_integer_and_the_choice_forms(monkeypatch):
     ("0.25", 0.25), ("-3", -3), ("'B'", "B"), ("None", None), ("2**20", 2 ** 20), ("1/3", 1 / 3),
     ("math.log(65)", math.log(65)), ("np.sqrt(512)", math.sqrt(512)), ("log2(8) * 1e3", 3000.0),
     ("4 * 32 * 2048 * 128 * 2", 4 * 32 * 2048 * 128 * 2), ("pi / 2", math.pi / 2),
+    ("math.lgamma(65) / 64", math.log(math.factorial(64)) / 64),
 ])
 def test_typed_answers_and_formulas_of_numbers_are_read(source, value):
     assert literal(ast.parse(source, mode="eval").body) == pytest.approx(value) if value is not None else \
@@ -127,7 +128,7 @@ def test_typed_answers_and_formulas_of_numbers_are_read(source, value):
 
 
 @pytest.mark.parametrize("source", ["entropy(w)", "x", "[1, 2]", "10 ** 10 ** 10", "__import__('os')",
-                                    "math.log(-1)", "1 / 0", "f'{1}'", "'a' * 3", "open('f').read()"])
+                                    "math.log(-1)", "lgamma(0)", "1 / 0", "f'{1}'", "'a' * 3", "open('f').read()"])
 def test_anything_else_is_unreadable_and_never_run(source):
     with pytest.raises(Unreadable):
         literal(ast.parse(source, mode="eval").body)

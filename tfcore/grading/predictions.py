@@ -182,7 +182,7 @@ class Unreadable(ValueError):
 
 
 _FUNCTIONS = {"log": math.log, "log2": math.log2, "log10": math.log10, "exp": math.exp, "sqrt": math.sqrt,
-              "abs": builtin_abs}
+              "lgamma": math.lgamma, "abs": builtin_abs}
 _CONSTANTS = {"pi": math.pi, "e": math.e}
 _OPERATORS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
               ast.Div: lambda a, b: a / b, ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b}
@@ -191,7 +191,7 @@ _OPERATORS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult
 def literal(node: ast.AST) -> Any:
     """The value of a typed answer: a number, str or None, or a short formula of numbers.
 
-    Allowed: + - * / // % **, and log, log2, log10, exp, sqrt, abs, pi, e (bare or as
+    Allowed: + - * / // % **, and log, log2, log10, exp, sqrt, lgamma, abs, pi, e (bare or as
     ``math.`` / ``np.``). Nothing runs but this arithmetic. Raises Unreadable otherwise.
     """
     if isinstance(node, ast.Constant) and (node.value is None or type(node.value) in (int, float, str, bool)):
