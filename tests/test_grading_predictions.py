@@ -183,3 +183,19 @@ def test_the_lesson_notebook_cell_as_the_lessons_write_it(tmp_path):
     nbformat.write(nb, str(path))
     report = grade.grade_notebook(path)
     assert (report.passed, report.total) == (2, len(predictions_for_lesson("01_attention")))
+
+
+@pytest.mark.parametrize("key", sorted(grading.LESSONS))
+def test_each_lesson_notebook_asks_its_predictions_unanswered_and_readable(key):
+    """The shipped lessons hold every registered prediction of their lesson, at least two, each in a
+    cell the grader can read from the text, saved unanswered (so the answer is not given away)."""
+    from pathlib import Path
+
+    ids = set(predictions_for_lesson(key))
+    assert len(ids) >= 2, f"lesson {key} has {len(ids)} predictions (issue 14 asks for at least two)"
+    path = Path(__file__).resolve().parents[1] / "notebooks" / f"{grading.LESSONS[key]}.ipynb"
+    nb = nbformat.read(str(path), as_version=4)
+    found = read_predictions(nb.cells, ids)
+    assert set(found) == ids, f"{path.name} has no cell for {sorted(ids - set(found))}"
+    for pid, reading in found.items():
+        assert reading.error is None and reading.value is None, (pid, reading)
