@@ -392,14 +392,14 @@ class Checker:
                 self._monitor = None
 
     def _inspect(self, obj: Any, what: str) -> Any:
-        if self.session is None:
-            return remote.INSPECTIONS[what](obj)
         try:
+            if self.session is None:
+                return remote.INSPECTIONS[what](obj)
             return self.session.inspect(obj, what)
         except remote.KernelUnavailable as e:
             self.fail(f"the kernel {e.reason} while the check inspected {self.name}'s model")
-        except TypeError:
-            self.fail(f"expected an nn.Module, got {_type_name(obj)}")
+        except TypeError:  # the same message in both modes
+            self.fail(f"expected a model (an nn.Module), got {_type_name(obj)}")
 
     def module_types(self, obj: Any) -> list[tuple[str, str]]:
         """(name, "module.QualName") of ``obj`` and every submodule (e.g. to refuse nn.MultiheadAttention)."""
