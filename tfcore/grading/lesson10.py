@@ -205,7 +205,10 @@ def _find_bug(answer, c: Checker) -> None:
     if len(set(verdicts)) == 1:
         c.fail(f"{c.name} named {verdicts[0]!r} for all {len(bugs)} models, but each of the three bugs was among "
                "them: measure each model (leakage test, row sums of the captured attention) and decide from that")
-    n, truth, said = next((n, b, v) for n, (b, v) in enumerate(zip(bugs, verdicts), start=1) if b != v)
+    # the first mistake in the order of BUGS, not of the drawn models: the same confusion gets the same clue
+    # whatever the (secret) order
+    n, truth, said = min(((n, b, v) for n, (b, v) in enumerate(zip(bugs, verdicts), start=1) if b != v),
+                         key=lambda m: (BUGS.index(m[1]), m[0]))
     c.fail(f"{right} of {len(bugs)} right. Mystery model {n} has the {truth!r} bug, not {said!r}: "
            + _BUG_CLUES[(truth, said)])
 
