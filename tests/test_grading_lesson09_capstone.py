@@ -619,3 +619,21 @@ def test_sampling_bound_cannot_flake_for_a_correct_sampler():
     order = probs.argsort(descending=True)
     distance = float((probs[order].cumsum(0) - flat[order].cumsum(0)).abs().max())
     assert distance > 2 * bound, (distance, bound)
+
+
+class StubForwardGPT(GPT):
+    """The exercise notebook as generated: the constructors are given, forward is still the stub."""
+
+    def forward(self, tokens):
+        raise NotImplementedError("token embeddings plus positions, the blocks, the final LayerNorm, the tied unembedding")
+
+
+def test_the_exercise_as_generated_reads_not_attempted_inline_and_through_the_wall():
+    from test_grading_remote import through_the_wall
+    from tfcore.grading import check
+
+    for exercise_id, answer in (("capstone.forward", StubForwardGPT), ("capstone.generate", StubForwardGPT),
+                                ("capstone.train", StubForwardGPT(**shipped_gpt_args()))):
+        for result in (check(exercise_id, answer), through_the_wall(exercise_id, answer)):
+            assert result.status == "not attempted", result
+            assert "not attempted yet (StubForwardGPT raised NotImplementedError)" in result.message, result

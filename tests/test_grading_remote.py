@@ -414,3 +414,15 @@ def test_a_string_result_is_read_as_text_in_both_modes(session):
             c.text(c.call(fn, case="case"), "case", "a bug name")
         with pytest.raises(grading.CheckFailed, match="returned None"):
             c.text(None, "case", "a bug name")
+
+
+class Verdict:
+    """A learner's own result type: the grader sees it only as a kernel object."""
+
+
+def test_a_kernel_objects_class_is_named_in_messages_never_proxy():
+    for exercise_id, answer in (("diagnostics.find_bug", lambda model: Verdict()),
+                                ("mlp.param_counts", lambda *args, **kwargs: [Verdict(), 1])):
+        inline, graded = check(exercise_id, answer), through_the_wall(exercise_id, answer)
+        assert "Verdict" in graded.message and "Proxy" not in graded.message, graded
+        assert str(graded) == str(inline)

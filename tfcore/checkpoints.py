@@ -128,7 +128,7 @@ def save_checkpoint(path: str | os.PathLike, state: TrainState, data_generator: 
         "format": 2,
         "step": state.step,
         "model": state.model.state_dict(),
-        "model_config": asdict(state.model.config),
+        "model_config": model_config(state.model),
         "optimizer": state.optimizer.state_dict(),
         "train_config": asdict(state.cfg),
         "rng": rng_states(data_generator),
@@ -185,14 +185,28 @@ def latest_checkpoint(path: str | os.PathLike, say: Callable[[str], None] = prin
     return ckpt, prev
 
 
-def config_differences(ckpt: dict, model_config: TransformerConfig, cfg: TrainConfig) -> list[str]:
+def model_config(model: torch.nn.Module) -> dict | None:
+    """A tfcore ``Transformer``'s config as a dict; None for any other module (its shapes are its config)."""
+    config = getattr(model, "config", None)
+    return asdict(config) if isinstance(model, Transformer) and isinstance(config, TransformerConfig) else None
+
+
+def config_differences(ckpt: dict, model_config: TransformerConfig | None, cfg: TrainConfig) -> list[str]:
     """What a run resumed from ``ckpt`` with ``model_config`` and ``cfg`` would change, as
     ``"model.d_model: 32 -> 64"`` (checkpoint -> now). Not counted: the attention backend and the
     TrainConfig fields in ``FREE_ON_RESUME`` (where and how the run executes and what it reports).
+    model_config None: a model that is not a tfcore ``Transformer`` (loading its state dict checks
+    its shapes).
     """
-    saved_model = _known_fields(type(model_config), ckpt["model_config"])
-    changes = [f"model.{k}: {saved_model[k]!r} -> {v!r}" for k, v in asdict(model_config).items()
-               if k != "backend" and saved_model[k] != v]
+    saved = ckpt["model_config"]
+    if model_config is None or saved is None:
+        changes = [] if model_config is None and saved is None else [
+            "model: " + " -> ".join("a tfcore Transformer" if c is not None else "another nn.Module"
+                                    for c in (saved, model_config))]
+    else:
+        saved_model = _known_fields(type(model_config), saved)
+        changes = [f"model.{k}: {saved_model[k]!r} -> {v!r}" for k, v in asdict(model_config).items()
+                   if k != "backend" and saved_model[k] != v]
     then, now = _known_fields(type(cfg), ckpt["train_config"]), asdict(cfg)
     free = FREE_ON_RESUME if then["time_budget"] is None and now["time_budget"] is None else FREE_ON_RESUME - {"steps"}
     by_steps = then["lr_decay_steps"] is None and now["lr_decay_steps"] is None
@@ -219,6 +233,9 @@ def model_from_checkpoint(path: str | os.PathLike) -> Transformer:
 
 def _model_from(saved: dict) -> Transformer:
     """A Transformer built from a saved ``model_config`` with the saved ``model`` weights."""
+    if saved.get("model_config") is None:
+        raise CheckpointError("this checkpoint holds a model that is not a tfcore Transformer: build that model "
+                              "yourself and load the checkpoint's 'model' state dict into it")
     model = Transformer(TransformerConfig(**saved["model_config"]))
     model.load_state_dict(saved["model"])
     return model

@@ -23,13 +23,17 @@ import contextlib
 import copy
 import html
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
 
-from tfcore._checks import require_choice, require_int, require_ndim, require_positive_int
+from tfcore._checks import (
+    require_choice, require_float, require_int, require_min_ndim, require_ndim, require_number,
+    require_positive_int, require_tensor,
+)
 from tfcore.heads import MultiHeadAttention
 
 
@@ -40,12 +44,25 @@ def bounded(error: float | Tensor, tol: float = 1e-6, digits: int = 1) -> str:
     repeat from machine to machine; the bound does. Choose ``tol`` for the size and dtype of the
     values compared (about 1e-6 for float32 values of order 1).
     """
+    if isinstance(error, Tensor):
+        if error.numel() != 1 or error.is_complex() or error.dtype == torch.bool:
+            raise ValueError(f"error must be one real number, got a tensor of shape {tuple(error.shape)} "
+                             f"and dtype {error.dtype} (take .abs().max() of a difference first)")
+    elif isinstance(error, bool) or not isinstance(error, numbers.Real):
+        raise TypeError(f"error must be a number or a one-element tensor, got {type(error).__name__}")
+    require_int("digits", digits, minimum=0)
+    require_number("tol", tol, 0, None, low_open=True)
     error = float(error)
     return f"< {tol:.0e}" if error < tol else f"= {error:.{digits}e}"
 
 
 def max_diff(label: str, a: Tensor, b: Tensor, tol: float = 1e-6) -> None:
     """Print ``label: max |difference| < tol`` (or ``= value``) for two tensors of one shape."""
+    require_tensor("a", a)
+    require_tensor("b", b)
+    if a.shape != b.shape:
+        raise ValueError(f"{label}: b has shape {tuple(b.shape)} but a has shape {tuple(a.shape)}: max_diff compares "
+                         "tensors of one shape (broadcasting would compare other entries than meant)")
     print(f"{label}: max |difference| {bounded((a - b).abs().max(), tol, digits=2)}")
 
 
@@ -63,8 +80,10 @@ def moving_average(values: Iterable[float] | Tensor, window: int) -> Tensor:
 
 def attention_entropy(weights: Tensor) -> Tensor:
     """Entropy of each attention row, natural log, with 0 log 0 = 0. (..., T_q, T_k) -> (..., T_q)."""
+    require_tensor("weights", weights)
     if weights.dim() < 2:
         raise ValueError(f"weights must have shape (..., T_q, T_k), got {tuple(weights.shape)}")
+    require_float("weights", weights)
     logs = torch.where(weights > 0, weights.log(), torch.zeros_like(weights))
     return -(weights * logs).sum(dim=-1)
 
@@ -90,6 +109,7 @@ def leakage_by_perturbation(f: Callable[[Tensor], Tensor], tokens: Tensor, vocab
     f: tokens (B, T) -> outputs (B, T, ...). A causal model returns []. Changing token j
     may only change outputs i >= j.
     """
+    _require_vocab(vocab_size)
     if not 0 <= position < tokens.shape[1]:
         raise ValueError(f"position must lie in [0, T={tokens.shape[1]}), got {position}")
     changed = tokens.clone()
@@ -98,6 +118,11 @@ def leakage_by_perturbation(f: Callable[[Tensor], Tensor], tokens: Tensor, vocab
         before, after = f(tokens), f(changed)
     moved = (before - after).abs().flatten(2).amax(dim=(0, 2)) > atol  # (T,)
     return [i for i in range(position) if moved[i]]
+
+
+def _require_vocab(vocab_size: object) -> None:
+    """The perturbation tests replace a token by (id + 1) mod vocab_size: that needs two ids at least."""
+    require_int("vocab_size", vocab_size, minimum=2)
 
 
 def leakage_by_jacobian(f: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
@@ -607,6 +632,7 @@ def normalised_entropy(weights: Tensor, causal: bool = False) -> Tensor:
     query at row i (aligned to the last key) sees i + 1 + (T_k - T_q) keys, else all T_k. Rows
     with a single visible key have no spread to measure and give NaN.
     """
+    require_min_ndim("weights", weights, 2, "(..., T_q, T_k)")
     t_q, t_k = weights.shape[-2], weights.shape[-1]
     visible = (torch.arange(t_q, dtype=torch.float64) + 1 + (t_k - t_q)) if causal else torch.full((t_q,), float(t_k))
     uniform = visible.log().to(weights.device)
@@ -644,6 +670,11 @@ def head_entropy(model: nn.Module, tokens: Tensor, source: Tensor | None = None,
 
 def classify_heads(normalised: Mapping[str, Tensor], collapsed: float = 0.2, diffuse: float = 0.9) -> dict[str, list]:
     """{"collapsed": [(layer, head, value)], "diffuse": [...]} from per-layer (h,) normalised entropies."""
+    require_number("collapsed", collapsed)
+    require_number("diffuse", diffuse)
+    if collapsed > diffuse:
+        raise ValueError(f"collapsed={collapsed!r} is above diffuse={diffuse!r}: a head is collapsed below the first "
+                         "threshold and diffuse above the second (swapped arguments?)")
     out: dict[str, list] = {"collapsed": [], "diffuse": []}
     for name, values in normalised.items():
         for h, v in enumerate(values.tolist()):
@@ -666,6 +697,7 @@ def influence_matrix(model: nn.Module, tokens: Tensor, vocab_size: int, source: 
     diagonal (j > i); a bidirectional one is not. A picture of the same question as
     ``leakage_by_jacobian``, from the tokens instead of the embeddings.
     """
+    _require_vocab(vocab_size)
     t = tokens.shape[1]
     out = torch.zeros(t, t)
     with _eval_no_grad(model):
@@ -685,6 +717,7 @@ def leakage_test(model: nn.Module, tokens: Tensor, vocab_size: int, positions: I
     evenly) and lists the outputs i < j whose logits moved by more than ``atol``. A causal
     decoder gives [] everywhere; a bidirectional encoder gives [0, ..., j - 1].
     """
+    _require_vocab(vocab_size)
     t = tokens.shape[1]
     if positions is None:
         positions = range(1, t) if t <= 65 else sorted({round(1 + k * (t - 2) / 63) for k in range(64)})
@@ -707,6 +740,7 @@ def padding_leakage(model: nn.Module, tokens: Tensor, lengths: Tensor, vocab_siz
 
     With a correct key padding mask the list is empty: padding cannot reach real tokens.
     """
+    _require_vocab(vocab_size)
     lengths = torch.as_tensor(lengths)
     t = tokens.shape[1]
     pad = torch.arange(t)[None, :] >= lengths[:, None]  # (B, T)
@@ -777,6 +811,8 @@ def overfit_batch(model: nn.Module, loss_fn: Callable[[nn.Module], Tensor], step
     dozen Adam steps; if it cannot, something blocks learning (a detached graph, a frozen or
     zeroed layer, a loss on the wrong targets). The original model is not touched.
     """
+    require_positive_int("steps", steps)
+    require_number("lr", lr, 0, None, low_open=True)
     clone = copy.deepcopy(model).train()
     params = [p for p in clone.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr, foreach=True) if params else None

@@ -60,7 +60,7 @@ from tfcore.grading import (
 from tfcore.grading import remote, sandbox
 from tfcore.grading.predictions import read_predictions
 
-DEFAULT_TIMEOUT = 60
+DEFAULT_TIMEOUT = 120  # per cell: the capstone's training cell takes 25-50 s on a busy 2-core machine
 DEFAULT_NOTEBOOK_TIMEOUT = 600
 DEFAULT_MEMORY_MB = 4096
 FAILED, PASSED, NOT_ATTEMPTED = "failed", "passed", "not attempted"
@@ -219,6 +219,14 @@ def _why_missing(exercise_id: str, nb, events: dict[int, sandbox.CellEvent], sto
     return f"the check never reported: {where} ran, but the kernel holds no answer for it (was check redefined?)"
 
 
+def _timed_out_before(exercise_id: str, nb, events: dict[int, sandbox.CellEvent]) -> str | None:
+    """The first cell before the check of ``exercise_id`` that the time limit interrupted (a training cell cut
+    short explains a loss too high), described; None if there is none."""
+    cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and exercise_id in CHECK_CALL.findall(c.source)]
+    late = [i for i, e in sorted(events.items()) if e.ename == TIMEOUT_ENAME and cells and i < cells[-1]]
+    return _describe_cell(nb, late[0]) if late else None
+
+
 def _run(nb, path: Path, report: NotebookReport, limits: sandbox.Limits, mode: str, kernel: str,
          hidden: list[str]) -> tuple[dict, dict[int, sandbox.CellEvent], str | None]:
     """Run the notebook in a sandboxed kernel, grading as it goes: (results, cell events, why it stopped early)."""
@@ -324,7 +332,9 @@ def grade_notebook(path: str | Path, timeout: float = DEFAULT_TIMEOUT, kernel: s
         if r is None:
             report.rows.append(Row(exercise_id, FAILED, _why_missing(exercise_id, nb, events, stopped)))
         else:
-            report.rows.append(Row(exercise_id, r.status, r.message))
+            late = _timed_out_before(exercise_id, nb, events) if r.status == FAILED else None
+            note = f" (note: {late} did not finish within the time limit of {timeout:g} s per cell)" if late else ""
+            report.rows.append(Row(exercise_id, r.status, r.message + note))
     for exercise_id, r in results.items():
         if exercise_id not in expected:
             report.rows.append(Row(exercise_id, r.status, r.message, in_lesson=report.lesson is None))

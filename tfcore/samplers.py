@@ -102,7 +102,9 @@ def as_sampler(data: Union[Tensor, Sampler], cfg: TrainConfig, model: Transforme
     if not isinstance(data, Tensor):
         raise TypeError(f"{name} must be a 1-D tensor of token ids (N,) or a sampler "
                         f"(batch_size, generator) -> batch, got {type(data).__name__}")
-    mask_id = cfg.mask_id if cfg.mask_id is not None else model.config.vocab_size - 1
+    mask_id = cfg.mask_id
+    if mask_id is None and cfg.objective == "mlm":  # only a masked-LM corpus needs a [MASK] id
+        mask_id = model.config.vocab_size - 1
     if cfg.objective == "seq2seq":
         raise ValueError("objective='seq2seq' needs a sampler returning (source, inputs, targets), e.g. digit_sampler")
     return corpus_sampler(data, cfg.block_size, cfg.objective, mask_id, cfg.mask_prob)

@@ -54,6 +54,7 @@ from tfcore.checkpoints import (  # noqa: F401  (re-exported: lessons and tests 
     config_differences,
     latest_checkpoint,
     load_checkpoint,
+    model_config,
     model_from_checkpoint,
     pretrained,
     previous_path,
@@ -64,7 +65,6 @@ from tfcore.checkpoints import (  # noqa: F401  (re-exported: lessons and tests 
 )
 from tfcore.distributed import any_rank, distributed_context, setup_distributed, shard  # noqa: F401
 from tfcore.losses import IGNORE_INDEX
-from tfcore.model import Transformer
 from tfcore.optim import (  # noqa: F401
     Muon,
     Optimizers,
@@ -209,7 +209,7 @@ class TrainState:
     """What callbacks see. ``step`` counts finished optimiser steps."""
 
     step: int
-    model: Transformer  # the plain model (not the compiled or DDP wrapper)
+    model: nn.Module  # the plain model (not the compiled or DDP wrapper)
     optimizer: torch.optim.Optimizer
     cfg: TrainConfig
     loss: float = float("nan")  # the last step's training loss
@@ -254,13 +254,20 @@ class TrainResult:
 
 
 def batch_loss(model: nn.Module, batch: Batch) -> tuple[Tensor, int]:
-    """Mean cross-entropy over the targets that are not IGNORE_INDEX, and how many input positions there were."""
+    """Mean cross-entropy over the targets that are not IGNORE_INDEX, and how many input positions there were.
+
+    model(inputs (B, T)) (or ``model(inputs, source=source)``) must return logits (B, T, V).
+    """
     if len(batch) == 3:
         source, inputs, targets = batch
         logits = model(inputs, source=source)
     else:
         inputs, targets = batch
         logits = model(inputs)
+    if not isinstance(logits, Tensor) or logits.dim() != 3 or logits.shape[:2] != inputs.shape:
+        shown = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ValueError(f"the model must map token ids (B, T) = {tuple(inputs.shape)} to logits (B, T, V), "
+                         f"got {shown}")
     loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
     return loss, inputs.numel()
 
@@ -288,7 +295,7 @@ def evaluate(model: nn.Module, sampler: Sampler, cfg: TrainConfig, device: torch
 
 
 def train(
-    model: Transformer,
+    model: nn.Module,
     cfg: TrainConfig,
     train_data: Union[Tensor, Sampler],
     val_data: Union[Tensor, Sampler, None] = None,
@@ -301,6 +308,9 @@ def train(
 ) -> TrainResult:
     """Train ``model`` in place and return the histories.
 
+    model: a ``tfcore.model.Transformer``, or for ``cfg.objective == "lm"`` any ``nn.Module`` that maps
+    token ids (B, T) to logits (B, T, V) (your own GPT: the windows are ``cfg.block_size`` long, so
+    keep that within its context; samples and ``cfg.backend`` need a tfcore Transformer).
     train_data, val_data: a 1-D corpus of ids (N,) (random windows, ``cfg.objective`` "lm" or
     "mlm") or a ``Sampler`` ``(batch_size, generator) -> (inputs, targets)`` or ``(source,
     inputs, targets)``. callbacks: called (on rank 0) with a ``TrainState`` every
@@ -338,12 +348,12 @@ def train(
 class _Run:
     """Everything one call of ``train`` holds: device, samplers, optimiser, state, log file, checkpoints."""
 
-    def __init__(self, model: Transformer, cfg: TrainConfig, train_data: Union[Tensor, Sampler],
+    def __init__(self, model: nn.Module, cfg: TrainConfig, train_data: Union[Tensor, Sampler],
                  val_data: Union[Tensor, Sampler, None], callbacks: list[Callback], tokenizer: Any,
                  log: Callable[[str], None] | None, resume: bool | str | os.PathLike, allow_config_change: bool):
         self.t_start = time.perf_counter()
         self.rank, self.world = distributed_context()
-        _check_run(model, cfg, self.world)
+        _check_run(model, cfg, self.world, tokenizer)
         self.model, self.cfg, self.callbacks, self.tokenizer, self.log = model, cfg, list(callbacks), tokenizer, log
         self.device, self.amp = _place(model, cfg)
         self.train_sampler = as_sampler(train_data, cfg, model, "train_data")
@@ -363,7 +373,7 @@ class _Run:
             self.restore(resume, allow_config_change)
         self.logger = _JsonLog(self.log_path if self.rank == 0 else None)
         self.logger.write(event="start", step=self.state.step, world_size=self.world, device=str(self.device),
-                          train_config=asdict(cfg), model_config=asdict(model.config))
+                          train_config=asdict(cfg), model_config=model_config(model))
         self.loss_fn, self.step_model = _wrap(model, cfg, self.device, self.world)
         self.pending: list[Tensor] = []  # losses still on the device: read them (a sync) only when needed
         self.segment_start = time.perf_counter()  # start of the current stretch of pure training steps
@@ -374,7 +384,8 @@ class _Run:
         if found is None:
             return
         ckpt, source = found
-        changes = config_differences(ckpt, self.model.config, self.cfg)
+        plain = model_config(self.model) is None  # not a tfcore Transformer: no config to compare
+        changes = config_differences(ckpt, None if plain else self.model.config, self.cfg)
         if changes and not allow_config_change:
             raise CheckpointError(
                 f"{source} was written by a different model or training configuration (checkpoint -> now): "
@@ -552,7 +563,8 @@ class _Run:
 
     def sample(self) -> None:
         model, cfg, tokenizer = self.model, self.cfg, self.tokenizer
-        if self.rank != 0 or tokenizer is None or model.decoder is None or model.encoder is not None:
+        if self.rank != 0 or tokenizer is None or model_config(model) is None or model.decoder is None \
+                or model.encoder is not None:
             return
         prompt = tokenizer.encode(cfg.sample_prompt).to(self.device)
         with eval_mode(model):
@@ -574,7 +586,7 @@ class _Run:
                            log=str(self.log_path) if self.log_path and primary else None, stop_reason=reason)
 
 
-def _place(model: Transformer, cfg: TrainConfig) -> tuple[torch.device, torch.dtype | None]:
+def _place(model: nn.Module, cfg: TrainConfig) -> tuple[torch.device, torch.dtype | None]:
     """Put the model on ``cfg.device`` in training mode with ``cfg.backend``; (device, autocast dtype)."""
     device = resolve_device(cfg.device)
     if cfg.num_threads and device.type == "cpu":
@@ -587,7 +599,7 @@ def _place(model: Transformer, cfg: TrainConfig) -> tuple[torch.device, torch.dt
     return device, autocast_dtype(cfg, device)
 
 
-def _wrap(model: Transformer, cfg: TrainConfig, device: torch.device, world: int) -> tuple[Callable, nn.Module]:
+def _wrap(model: nn.Module, cfg: TrainConfig, device: torch.device, world: int) -> tuple[Callable, nn.Module]:
     """(loss function, model to step): compiled if ``cfg.compile``, under DistributedDataParallel if ``world > 1``.
 
     torch.compile the loss function, not only the model: the cross-entropy over (B*T, V) logits
@@ -599,14 +611,34 @@ def _wrap(model: Transformer, cfg: TrainConfig, device: torch.device, world: int
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     return loss_fn, DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
-                        find_unused_parameters=model.config.architecture != "decoder")
+                        find_unused_parameters=_architecture(model) != "decoder")
 
 
-def _check_run(model: Transformer, cfg: TrainConfig, world: int) -> None:
-    """Refuse a model the objective cannot train and settings this many processes cannot share."""
+def _architecture(model: nn.Module) -> str:
+    """A tfcore Transformer's architecture; any other module is trained as a decoder (ids -> next-token logits)."""
+    return model.config.architecture if model_config(model) is not None else "decoder"
+
+
+def _check_run(model: nn.Module, cfg: TrainConfig, world: int, tokenizer: Any = None) -> None:
+    """Refuse a model the objective cannot train, settings it would ignore, and settings this many processes
+    cannot share."""
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
-    architecture = model.config.architecture
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module (token ids (B, T) -> logits (B, T, V)), got {type(model).__name__}")
+    if model_config(model) is None:
+        name = type(model).__name__
+        if cfg.objective != "lm":
+            raise ValueError(f"objective={cfg.objective!r} needs a tfcore Transformer (it reads the architecture and "
+                             f"vocabulary from model.config); a {name} is trained with objective='lm' (logits "
+                             "(B, T, V) for the next token at every position)")
+        if cfg.backend is not None:
+            raise ValueError(f"backend={cfg.backend!r} sets the attention backend of a tfcore Transformer; a {name} "
+                             "has its own attention: leave backend=None")
+        if cfg.sample_interval and tokenizer is not None:
+            raise ValueError(f"sample_interval={cfg.sample_interval} samples with a tfcore Transformer's generate; "
+                             f"a {name} is not one: set sample_interval=0 (and sample with your own generate)")
+    architecture = _architecture(model)
     if architecture not in ARCHITECTURES[cfg.objective]:
         why = (": a causal decoder never sees the tokens after a masked position, so it cannot learn to fill it "
                "in; use objective='lm', or an encoder" if cfg.objective == "mlm" and architecture == "decoder" else "")

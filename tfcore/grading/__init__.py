@@ -323,6 +323,11 @@ class Checker:
                 self._changed(name, case)
         return out
 
+    def given_code_ran(self) -> None:
+        """The calls so far ran code the lesson gives (e.g. the constructor of a class whose methods are the
+        exercise): the next call counts as the first, so a ``NotImplementedError`` there means "not attempted"."""
+        self._calls = 0
+
     def _raised(self, ename: str, message: str, not_implemented: bool, first: bool, case: str,
                 hint: str | None) -> None:
         if not_implemented:
@@ -392,14 +397,14 @@ class Checker:
                 self._monitor = None
 
     def _inspect(self, obj: Any, what: str) -> Any:
-        if self.session is None:
-            return remote.INSPECTIONS[what](obj)
         try:
+            if self.session is None:
+                return remote.INSPECTIONS[what](obj)
             return self.session.inspect(obj, what)
         except remote.KernelUnavailable as e:
             self.fail(f"the kernel {e.reason} while the check inspected {self.name}'s model")
-        except TypeError:
-            self.fail(f"expected an nn.Module, got {_type_name(obj)}")
+        except TypeError:  # the same message in both modes
+            self.fail(f"expected a model (an nn.Module), got {_type_name(obj)}")
 
     def module_types(self, obj: Any) -> list[tuple[str, str]]:
         """(name, "module.QualName") of ``obj`` and every submodule (e.g. to refuse nn.MultiheadAttention)."""
@@ -485,7 +490,7 @@ class Checker:
         dtype: "same" (must equal ref's dtype), "float" (any floating dtype) or "any".
         kind: "tensor" or "ndarray", what the learner must return.
         wrong: ``(hint, variant)`` pairs; ``variant()`` computes a plausible wrong answer on the same
-        inputs, and if ``out`` matches it, ``hint`` is the message (checked before the generic
+        inputs, and if ``out`` matches it (the closest one, if several do), ``hint`` is the message (checked before the generic
         shape, NaN and value messages, so a hint can name a wrong shape too). A variant may
         return ``(value, rows)`` to be compared only where ``rows`` is True.
         shape_hints: ``{shape: hint}`` for wrong shapes that no variant reproduces.
@@ -499,7 +504,8 @@ class Checker:
         wrong = list(wrong)
 
         def match_wrong() -> None:
-            for hint, variant in wrong:
+            matches = []  # (distance, order, hint): the closest variant names the mistake, the first on a tie
+            for order, (hint, variant) in enumerate(wrong):
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
@@ -511,7 +517,9 @@ class Checker:
                 except Exception:
                     continue
                 if _close(t, v, atol, rtol, v_rows):
-                    self.fail(hint)
+                    matches.append((_distance(t, v, v_rows), order, hint))
+            if matches:
+                self.fail(min(matches)[2])
 
         if _shape(t) != _shape(ref_t):
             match_wrong()
@@ -594,13 +602,16 @@ class Checker:
             self.fail(f"{self.name} returned the float {value!r} on {case}: return an int (use // or int(...))")
         if ok:
             return value
-        for hint, variant in wrong:
+        matches = []  # (distance, order, hint): the closest variant names the mistake, the first on a tie
+        for order, (hint, variant) in enumerate(wrong):
             try:
                 v = variant()
             except Exception:
                 continue
             if abs(value - v) <= atol + rtol * abs(v) if not integer else abs(value - v) <= 1e-9 * abs(v):
-                self.fail(hint)
+                matches.append((abs(value - v), order, hint))
+        if matches:
+            self.fail(min(matches)[2])
         if integer and not isinstance(raw, (int, np.integer)):
             self.fail(f"{self.name} returned a {_type_name(raw)} on {case}: return an int")
         self.fail(f"wrong value on {case}: expected {ref!r}, got {value!r}")
@@ -619,6 +630,17 @@ def _unchanged(x: Any, snap: Any) -> bool:
     if isinstance(x, torch.Tensor):
         return x.shape == snap.shape and bool(torch.equal(torch.nan_to_num(x.detach()), torch.nan_to_num(snap)))
     return x.shape == snap.shape and bool(np.array_equal(x, snap, equal_nan=x.dtype.kind == "f"))
+
+
+def _distance(a: torch.Tensor, b: torch.Tensor, rows: torch.Tensor | None = None) -> float:
+    """Largest |a - b| (only where ``rows`` is True), for tensors ``_close`` found alike; NaN in both counts as 0."""
+    a, b = a.detach(), b.detach()
+    if a.dtype == torch.bool or b.dtype == torch.bool or not a.is_floating_point() or not b.is_floating_point():
+        return 0.0
+    diff = torch.nan_to_num((a.double() - b.double()).abs(), nan=0.0)
+    if rows is not None:
+        diff = torch.where(rows, diff, torch.zeros_like(diff))
+    return float(diff.max()) if diff.numel() else 0.0
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float, rows: torch.Tensor | None = None) -> bool:

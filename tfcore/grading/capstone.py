@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
 from tfcore.capstone import gpt_args, parameter_table, shipped_model, to_gpt
@@ -60,52 +60,49 @@ TRAIN_MAX_VAL_LOSS = 2.3  # measured: 2.01-2.06 after the lesson's 800 steps (3 
 TRAIN_MIN_HONEST_LOSS = 1.0
 
 
-# ----------------------------------------------------------------------------- the Checker's structure helpers
-# The grader (issue 16) gives Checker ``module_types`` and ``call_watching``, working on proxies of
-# the kernel's objects. Until then these local versions run the same contract in this process.
+# ----------------------------------------------------------------------------- watching the learner's model
 
 
-def module_types(c: Checker, model: Any, case: str) -> list[tuple[str, str]]:
-    """[(submodule name, "module.QualName")] of ``model`` (itself first, named ""): plain data.
+class WatchFunctions(TorchFunctionMode):
+    """Records which of ``names`` (torch functions, by ``__name__``) run inside the block.
 
-    Fails when ``model`` is not an ``nn.Module``.
+    The monitor of ``c.monitor``: in the grader it runs in the kernel, around the learner's call.
     """
-    helper = getattr(c, "module_types", None)
-    if helper is not None:
-        return helper(model, case=case)
-    if not isinstance(model, nn.Module):
-        shown = "None" if model is None else type(model).__name__
-        c.fail(f"{c.name} gave {shown} on {case}: expected a model, an nn.Module")
-    return [(name, f"{type(m).__module__}.{type(m).__qualname__}") for name, m in model.named_modules()]
-
-
-class _WatchFunctions(TorchFunctionMode):
-    """Records which of ``names`` (torch functions, by ``__name__``) run inside the block."""
 
     def __init__(self, names: tuple[str, ...]) -> None:
         super().__init__()
-        self.names, self.seen = names, set()
+        self.names, self.seen = tuple(names), []
+
+    def __enter__(self):
+        self.seen = []
+        return super().__enter__()
+
+    def report(self) -> dict:
+        """What ``c.monitor`` brings back from the kernel: {"seen": sorted names}."""
+        return {"seen": sorted(self.seen)}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", "")
-        if name in self.names:
-            self.seen.add(name)
+        if name in self.names and name not in self.seen:
+            self.seen.append(name)
         return func(*args, **(kwargs or {}))
 
 
-def call_watching(c: Checker, fn: Any, *args: Any, case: str, hint: str | None = None,
-                  **kwargs: Any) -> tuple[Any, list[str]]:
-    """``c.call(fn, *args, **kwargs)``, and the names of the watched torch functions it called."""
-    helper = getattr(c, "call_watching", None)
-    if helper is not None:
-        return helper(fn, *args, watch=tuple(FORBIDDEN_FUNCTIONS), case=case, hint=hint, **kwargs)
-    with _WatchFunctions(tuple(FORBIDDEN_FUNCTIONS)) as watch:
+def _call_watching(c: Checker, fn: Any, *args: Any, case: str, hint: str | None = None,
+                   **kwargs: Any) -> Any:
+    """``c.call(fn, *args, **kwargs)``; fails if it called one of ``FORBIDDEN_FUNCTIONS``."""
+    with c.monitor(WatchFunctions, tuple(FORBIDDEN_FUNCTIONS)) as watch:
         out = c.call(fn, *args, case=case, hint=hint, **kwargs)
-    return out, sorted(watch.seen)
+    seen = [str(s) for s in (watch.seen if isinstance(watch.seen, (list, tuple)) else ()) if s in FORBIDDEN_FUNCTIONS]
+    if seen:
+        names = ", ".join(FORBIDDEN_FUNCTIONS[s] for s in sorted(seen))
+        c.fail(f"your model calls {names} on {case}: compute the attention yourself (scores, scale, causal mask, "
+               "softmax over the keys, weighted sum of the values)")
+    return out
 
 
-def _refuse_forbidden_modules(c: Checker, model: Any, case: str) -> None:
-    for name, qualname in module_types(c, model, case):
+def _refuse_forbidden_modules(c: Checker, model: Any) -> None:
+    for name, qualname in c.module_types(model):
         for prefix, what in FORBIDDEN_MODULES.items():
             if qualname.startswith(prefix):
                 where = f"at {name!r}" if name else "as the model itself"
@@ -114,19 +111,10 @@ def _refuse_forbidden_modules(c: Checker, model: Any, case: str) -> None:
                        "nn.LayerNorm and your own attention), without tfcore's or PyTorch's attention modules")
 
 
-def _refuse_forbidden_calls(c: Checker, seen: list[str], case: str) -> None:
-    if seen:
-        names = ", ".join(FORBIDDEN_FUNCTIONS[s] for s in seen)
-        c.fail(f"your model calls {names} on {case}: compute the attention yourself (scores, scale, causal mask, "
-               "softmax over the keys, weighted sum of the values)")
-
-
 def _forward(c: Checker, model: Any, tokens: Tensor, case: str) -> Any:
-    out, seen = call_watching(c, model, tokens, case=case,
-                              hint="the model is called as model(tokens) with tokens (B, T) int64 and returns "
-                                   "logits (B, T, vocab_size)")
-    _refuse_forbidden_calls(c, seen, case)
-    return out
+    return _call_watching(c, model, tokens, case=case,
+                          hint="the model is called as model(tokens) with tokens (B, T) int64 and returns "
+                               "logits (B, T, vocab_size)")
 
 
 # ----------------------------------------------------------------------------- the reference
@@ -301,7 +289,7 @@ def _build(c: Checker, answer: Any, args: dict[str, int]) -> Any:
     case = _shown(args)
     model = c.call(answer, **args, case=case,
                    hint="the signature is GPT(vocab_size, d_model, n_layers, n_heads, max_seq_len)")
-    _refuse_forbidden_modules(c, model, case)
+    _refuse_forbidden_modules(c, model)
     return model
 
 
@@ -416,6 +404,7 @@ def _capstone_forward(answer, c: Checker) -> None:
     ref_model, args, _, _ = _reference()
     model = _build(c, answer, args)
     _load(c, model, args, _shipped_state, "the shipped weights")
+    c.given_code_ran()  # the constructors are given: an unwritten forward means "not attempted"
     for case, tokens in _forward_cases(c):
         out = _forward(c, model, tokens, case)
         with torch.no_grad():
@@ -474,8 +463,7 @@ GENERATE_HINT = ("the signature is generate(self, prompt, max_new_tokens, temper
 
 def _generated(c: Checker, model: Any, prompt: Tensor, n_new: int, case: str, **kwargs: Any) -> Tensor:
     """Run model.generate and check the contract: (B, T + n_new) integer ids that start with the prompt."""
-    out, seen = call_watching(c, model.generate, prompt, n_new, case=case, hint=GENERATE_HINT, **kwargs)
-    _refuse_forbidden_calls(c, seen, case)
+    out = _call_watching(c, model.generate, prompt, n_new, case=case, hint=GENERATE_HINT, **kwargs)
     t = c.tensor(out, case)
     want = (prompt.shape[0], prompt.shape[1] + n_new)
     if tuple(t.shape) == (prompt.shape[0], n_new):
@@ -586,6 +574,7 @@ def _capstone_generate(answer, c: Checker) -> None:
     ref_model, args, _, _ = _reference()
     model = _build(c, answer, args)
     _load(c, model, args, _shipped_state, "the shipped weights")
+    c.given_code_ran()  # the constructors are given: an unwritten forward means "not attempted"
     tokens = _held_out(c, 2, 16)
     logits = c.tensor(_forward(c, model, tokens, "2 held-out windows of 16 characters"), "the forward pass")
     with torch.no_grad():
@@ -632,7 +621,7 @@ def _capstone_train(answer, c: Checker) -> None:
     case = f"4 held-out windows of {VAL_LENGTH} characters"
     shape = (4, VAL_LENGTH, vocab)
     _logits(c, _forward(c, answer, tokens, case), shape, case)
-    _refuse_forbidden_modules(c, answer, "your trained model")
+    _refuse_forbidden_modules(c, answer)
     c.call(answer.eval, case="model.eval()")
     before = _logits(c, _forward(c, answer, tokens, case), shape, case)
     # The leakage test first: changing the tokens from position j on may change only the logits at j and after.

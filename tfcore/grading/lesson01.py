@@ -228,43 +228,60 @@ def _attention_functions(c: Checker) -> dict:
     return {"self_attention": self_attention, "with_positions": with_positions, "causal_attention": causal_attention}
 
 
+WRONG_DIRECTION = ("permuted one side in the wrong direction: compare attn_fn(x[..., perm, :]) with "
+                   "attn_fn(x)[..., perm, :] (the same perm, applied the same way, on both sides)")
+
+
+def _permutation_values(attn, x: torch.Tensor, perm: torch.Tensor) -> tuple[float, list[tuple[str, float]]]:
+    """(the right max |attn(P x) - P attn(x)|, [(hint, the value a mistake gives)]) on one input."""
+    inv = torch.argsort(perm)
+    with torch.no_grad():
+        ax, apx, aix = attn(x), attn(x[..., perm, :]), attn(x[..., inv, :])
+    diff = apx - ax[..., perm, :]
+    return float(diff.abs().max()), [
+        (WRONG_DIRECTION, float((apx - ax[..., inv, :]).abs().max())),
+        (WRONG_DIRECTION, float((aix - ax[..., perm, :]).abs().max())),
+        ("did not permute the output: compare attn_fn(x[..., perm, :]) with attn_fn(x)[..., perm, :]",
+         float((apx - ax).abs().max())),
+        ("returned the mean absolute difference: return the max", float(diff.abs().mean())),
+        ("forgot the abs(): return the max of |attn_fn(P x) - P attn_fn(x)|", float(diff.max())),
+    ]
+
+
+def _tells_apart(ref: float, wrong: list[tuple[str, float]], atol: float, rtol: float) -> bool:
+    """True when the mistakes that show on this input (a value off the right one) give values 2% apart from the
+    other mistakes' values: then each wrong answer gets its own message, whatever the draw."""
+    shown = [(h, v) for h, v in wrong if abs(v - ref) > atol + rtol * abs(ref)]
+    return all(abs(a - b) > 0.02 * max(abs(a), abs(b)) for i, (h, a) in enumerate(shown)
+               for g, b in shown[i + 1:] if g != h)
+
+
 @exercise("attention.permutation", "permutation check: max |attn(x[perm]) - attn(x)[perm]|", lesson=LESSON)
 def _permutation(answer, c: Checker) -> None:
     fns = _attention_functions(c)
     cases = [
-        ("plain self-attention, x (5, 4), perm [2, 0, 3, 4, 1]", "self_attention", c.randn(5, 4), [2, 0, 3, 4, 1]),
+        ("plain self-attention, x (5, 4), perm [2, 0, 3, 4, 1]", "self_attention", (5, 4), [2, 0, 3, 4, 1]),
         ("self-attention with sinusoidal positions, x (6, 4), perm [1, 2, 0, 5, 3, 4]", "with_positions",
-         c.randn(6, 4), [1, 2, 0, 5, 3, 4]),
+         (6, 4), [1, 2, 0, 5, 3, 4]),
         ("causal self-attention, batched x (2, 5, 4), perm [4, 3, 0, 1, 2]", "causal_attention",
-         c.randn(2, 5, 4), [4, 3, 0, 1, 2]),
+         (2, 5, 4), [4, 3, 0, 1, 2]),
         ("plain self-attention, batched x (3, 7, 4), perm [6, 0, 1, 2, 3, 4, 5]", "self_attention",
-         c.randn(3, 7, 4), [6, 0, 1, 2, 3, 4, 5]),
-        ("self-attention with positions and the identity permutation", "with_positions", c.randn(4, 4), [0, 1, 2, 3]),
+         (3, 7, 4), [6, 0, 1, 2, 3, 4, 5]),
+        ("self-attention with positions and the identity permutation", "with_positions", (4, 4), [0, 1, 2, 3]),
     ]
-    for case, name, x, perm in cases:
-        attn = fns[name]
-        perm = torch.tensor(perm)
-        inv = torch.argsort(perm)
-        with torch.no_grad():
-            ax, apx, aix = attn(x), attn(x[..., perm, :]), attn(x[..., inv, :])
-        ref = float((apx - ax[..., perm, :]).abs().max())
+    atol, rtol = 1e-4, 1e-3
+    for case, name, shape, perm in cases:
+        attn, perm = fns[name], torch.tensor(perm)
+        for _ in range(20):  # random inputs on which no two mistakes give the same number (rare draws do)
+            x = c.randn(*shape)
+            ref, wrong = _permutation_values(attn, x, perm)
+            if _tells_apart(ref, wrong, atol, rtol):
+                break
         out = c.call(answer, attn, x, perm, case=case,
                      hint="permute the token axis (dim -2): x[..., perm, :] works for (T, d) and (B, T, d)")
         if isinstance(out, (bool, np.bool_)) or (isinstance(out, torch.Tensor) and out.dtype == torch.bool):
             c.fail(f"{c.name} returned a bool on {case}: return the max abs difference (a number), not a yes/no")
-        c.number(out, ref, case, atol=1e-4, rtol=1e-3, wrong=[
-            ("permuted one side in the wrong direction: compare attn_fn(x[..., perm, :]) with "
-             "attn_fn(x)[..., perm, :] (the same perm, applied the same way, on both sides)",
-             lambda: float((apx - ax[..., inv, :]).abs().max())),
-            ("permuted one side in the wrong direction: compare attn_fn(x[..., perm, :]) with "
-             "attn_fn(x)[..., perm, :] (the same perm, applied the same way, on both sides)",
-             lambda: float((aix - ax[..., perm, :]).abs().max())),
-            ("did not permute the output: compare attn_fn(x[..., perm, :]) with attn_fn(x)[..., perm, :]",
-             lambda: float((apx - ax).abs().max())),
-            ("returned the mean absolute difference: return the max", lambda: float((apx - ax[..., perm, :]).abs().mean())),
-            ("forgot the abs(): return the max of |attn_fn(P x) - P attn_fn(x)|",
-             lambda: float((apx - ax[..., perm, :]).max())),
-        ])
+        c.number(out, ref, case, atol=atol, rtol=rtol, wrong=[(h, lambda v=v: v) for h, v in wrong])
 
 
 # ----------------------------------------------------------------------------- predictions (lesson notebook)

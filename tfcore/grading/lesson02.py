@@ -135,7 +135,9 @@ def _leak_models(c: Checker):
         return a + 3e-2 * (no_mask(tokens) - a)
 
     def tokens_with(column: int | None = None, value: int | None = None, batch: int = 2) -> torch.Tensor:
-        tok = (c.rand(batch, t) * v).long().clamp(max=v - 1)
+        # ids 1 .. V-2: only the two cases built for it hold 0 or V-1 (a detector that writes a fixed id then
+        # misses those, and only those, whatever the draw)
+        tok = 1 + (c.rand(batch, t) * (v - 2)).long().clamp(max=v - 3)
         if column is not None:
             tok[:, column] = value
         return tok

@@ -100,17 +100,15 @@ def _ffn(answer, c: Checker) -> None:
 
 
 def _pair(out, c: Checker, case: str) -> tuple:
-    from tfcore.grading import _type_name
-
     if out is None:
         c.fail(f"{c.name} returned None on {case}: is the return statement missing?")
     if not isinstance(out, (tuple, list)) or len(out) != 2:
-        what = f"a {type(out).__name__} of length {len(out)}" if isinstance(out, (tuple, list)) else \
-            f"a {_type_name(out)}"
+        what = f"a {c.type_name(out)} of length {len(out)}" if isinstance(out, (tuple, list)) else \
+            f"a {c.type_name(out)}"
         c.fail(f"{c.name} returned {what} on {case}: return two numbers, (attention, mlp)")
     bad = [x for x in out if isinstance(x, bool) or not isinstance(x, int)]
     if bad:
-        c.fail(f"{c.name} returned a {type(out).__name__} holding a {_type_name(bad[0])} on {case}: "
+        c.fail(f"{c.name} returned a {c.type_name(out)} holding a {c.type_name(bad[0])} on {case}: "
                "return an int for each of (attention, mlp)")
     return tuple(out)
 

@@ -176,6 +176,30 @@ def _equivariance_model(c: Checker, positions: str, architecture: str, seed: int
     return model
 
 
+def _telling_model(c: Checker, model: Transformer, tokens: torch.Tensor, perm: torch.Tensor, positions: str,
+                   architecture: str) -> Transformer:
+    """The model, or one drawn afresh, on which each wrong answer gives a value of its own (2% apart from the
+    right one and from each other), and the difference f(P x) - P f(x) has its largest magnitude on the negative
+    side (so that the signed max falls short). Negating the last LayerNorm's gain and shift negates the logits
+    (the unembedding has no bias), and so the difference. Random weights give a near tie about once in 50 draws:
+    then a wrong answer would get another's message, or pass this case."""
+    inverse = torch.argsort(perm)
+    for _ in range(20):
+        with torch.no_grad():
+            diff = model(tokens[:, perm]) - model(tokens)[:, perm]
+            if float(diff.max()) > float(-diff.min()):
+                last_norm = model.final_norm if model.final_norm is not None else model.encoder_norm
+                last_norm.weight.neg_()
+                last_norm.bias.neg_()
+        values = [_gap(model, tokens, perm), _gap(model, tokens, torch.arange(len(perm)), perm),
+                  _gap(model, tokens, inverse, perm), _gap(model, tokens, perm, reduce="mean"),
+                  _gap(model, tokens, perm, absolute=False)]
+        if all(abs(a - b) > 0.02 * max(abs(a), abs(b)) for i, a in enumerate(values) for b in values[i + 1:]):
+            return model
+        model = _equivariance_model(c, positions, architecture, seed=0)  # a near tie: other weights
+    return model
+
+
 def _gap(model, tokens: torch.Tensor, out_perm: torch.Tensor, in_perm: torch.Tensor | None = None,
          reduce: str = "max", absolute: bool = True) -> float:
     in_perm = out_perm if in_perm is None else in_perm
@@ -198,11 +222,14 @@ def _equivariance(answer, c: Checker) -> None:
         ("a causal decoder without positions, T=6", "none", "decoder", 1, 6),
     ]
     for n, (case, positions, architecture, batch, t) in enumerate(cases):
-        model = _equivariance_model(c, positions, architecture, seed=n)
         tokens = torch.randint(11, (batch, t), generator=g)
         perm = torch.randperm(t, generator=g)
-        while torch.equal(perm[perm], torch.arange(t)):  # not its own inverse: P and P^-1 must differ
+        # no fixed point (there P, P^-1 and no permutation agree) and not its own inverse: P and P^-1 must differ
+        while bool((perm == torch.arange(t)).any()) or torch.equal(perm[perm], torch.arange(t)):
             perm = torch.randperm(t, generator=g)
+        model = _equivariance_model(c, positions, architecture, seed=n)
+        if n == 0:
+            model = _telling_model(c, model, tokens, perm, positions, architecture)
         ref = _gap(model, tokens, perm)
         out = c.call(answer, model, tokens, perm, case=case,
                      hint="the signature is equivariance_gap(model, tokens, perm); model(tokens) gives (B, T, V)")

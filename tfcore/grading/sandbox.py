@@ -232,6 +232,10 @@ def kernel_env(work: Path, extra: dict | None = None) -> dict[str, str]:
         "JUPYTER_DATA_DIR": str(work / ".local"), "JUPYTER_RUNTIME_DIR": str(work / ".jupyter" / "runtime"),
         "MPLCONFIGDIR": str(work / ".config" / "matplotlib"),
         "TFCORE_GRADING": "1",  # check() records answers for the grader (and never reports)
+        # One torch thread: the course's models are small, and on a machine where another program keeps a core
+        # busy, two threads made lesson 09's training cell 10x slower and its generation cell 100x (CI, a class
+        # graded while other work runs): time limits must not depend on that.
+        "OMP_NUM_THREADS": "1",
     })
     env.update(extra or {})
     return env
