@@ -199,3 +199,21 @@ def test_each_lesson_notebook_asks_its_predictions_unanswered_and_readable(key):
     assert set(found) == ids, f"{path.name} has no cell for {sorted(ids - set(found))}"
     for pid, reading in found.items():
         assert reading.error is None and reading.value is None, (pid, reading)
+
+
+@pytest.mark.parametrize("folder", ["notebooks", "solutions"])
+def test_saved_check_outputs_name_registered_exercises(folder):
+    """No saved check output says 'unknown exercise ID': a notebook executed before its checks
+    were registered saves that verdict, and nbval then fails on every fresh run (CI caught
+    lessons 06 and 08 saved that way)."""
+    from pathlib import Path
+
+    stale = []
+    for path in sorted((Path(__file__).resolve().parents[1] / folder).glob("*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        for i, cell in enumerate(nb.cells):
+            for out in cell.get("outputs", []):
+                text = str(out.get("text", "")) + str(out.get("data", {}).get("text/plain", ""))
+                if "unknown exercise ID" in text:
+                    stale.append(f"{path.name} cell {i}")
+    assert not stale, f"saved outputs from unregistered checks (re-execute these notebooks): {stale}"
