@@ -217,7 +217,7 @@ PREDICTION_CASES = {
     "positions.predict_slowest_wavelength": (
         [47117, 47000, 2 * math.pi * 10000 ** (62 / 64), 45000, 49400],
         [2 * math.pi * 10000, 10000, 2 * math.pi, 7499, 2 * math.pi * 10000 ** (63 / 64), 44000],
-        "2 pi 10000^(62/64)", "4.712e+04 positions"),
+        "2 pi 10000^(62/64)", "the value is 47 117 positions"),
     "positions.predict_flattest_beyond": (["C", "c", "(C)", "ALiBi"], ["A", "B", "D", "E"], "the same at every distance",
                                           "(C) ALiBi"),
 }

@@ -43,6 +43,10 @@ class CausalSelfAttention(nn.Module):
         q, k, v = split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x))
         if bug == "sdpa":
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif bug == "tfcore_sdpa":
+            from tfcore.attention import scaled_dot_product_attention
+
+            out = scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             scale = {"no_scale": 1.0, "scale_d_model": d ** -0.5, "scale_d_head": 1 / (d // h),
                      "fixed_d_head": 32 ** -0.5}.get(bug, (d // h) ** -0.5)
@@ -60,6 +64,10 @@ class CausalSelfAttention(nn.Module):
                 weights = scores.softmax(-1) * lower
             elif bug == "mask_off_by_one":  # sees one token ahead
                 weights = scores.masked_fill(~torch.tril(torch.ones(T, T, dtype=torch.bool), 1), float("-inf")).softmax(-1)
+            elif bug == "mask_no_self":  # hides the diagonal: the first query sees nothing
+                weights = scores.masked_fill(~torch.tril(torch.ones(T, T, dtype=torch.bool), -1), float("-inf")).softmax(-1)
+            elif bug == "dropout_always":  # F.dropout's training=True default: drops in eval mode too
+                weights = F.dropout(scores.masked_fill(~lower, float("-inf")).softmax(-1), 0.1)
             elif bug == "softmax_queries":
                 weights = scores.masked_fill(~lower, float("-inf")).softmax(-2)
             else:
@@ -84,9 +92,10 @@ class Block(nn.Module):
     def __init__(self, d_model, n_heads, bug=None):
         super().__init__()
         self.bug = bug
-        self.ln1 = nn.LayerNorm(d_model)
+        eps = {"ln_eps_1e-6": 1e-6, "ln_eps_1e-12": 1e-12}.get(bug, 1e-5)
+        self.ln1 = nn.LayerNorm(d_model, eps=eps)
         self.attn = CausalSelfAttention(d_model, n_heads, bug)
-        self.ln2 = nn.LayerNorm(d_model)
+        self.ln2 = nn.LayerNorm(d_model, eps=eps)
         self.mlp = MLP(d_model, bug)
 
     def forward(self, x):
@@ -97,6 +106,16 @@ class Block(nn.Module):
             return x + self.attn(self.ln1(x)) + self.mlp(self.ln2(x))
         if self.bug == "no_residual":
             return self.mlp(self.ln2(self.attn(self.ln1(x))))
+        if self.bug == "no_residual_attn":
+            x = self.attn(self.ln1(x))
+            return x + self.mlp(self.ln2(x))
+        if self.bug == "no_residual_mlp":
+            return self.mlp(self.ln2(x + self.attn(self.ln1(x))))
+        if self.bug == "ln_unbiased":  # LayerNorm by hand with torch.var's default (divides by d - 1)
+            def ln(norm, h):
+                return norm.weight * (h - h.mean(-1, keepdim=True)) / torch.sqrt(h.var(-1, keepdim=True) + 1e-5) + norm.bias
+            x = x + self.attn(ln(self.ln1, x))
+            return x + self.mlp(ln(self.ln2, x))
         x = x + self.attn(self.ln1(x))
         return x + self.mlp((self.ln1 if self.bug == "ln1_twice" else self.ln2)(x))
 
@@ -120,6 +139,8 @@ class GPT(nn.Module):
     def embed(self, tokens):
         x = self.tok_emb(tokens)
         pos = self.pos_emb(torch.arange(tokens.shape[1]))
+        if self.BUG == "embedding_dropout_always":
+            x = F.dropout(x, 0.1)
         if self.BUG == "positions_twice":
             return x + pos + pos
         if self.BUG == "no_positions":
@@ -183,6 +204,45 @@ class LoopAttention(CausalSelfAttention):
             scores = q[..., part] @ k[..., part].transpose(1, 2) / dh ** 0.5 + mask
             heads.append(torch.softmax(scores, dim=-1) @ v[..., part])
         return self.out_proj(torch.cat(heads, dim=-1))
+
+
+class AdditiveMaskAttention(CausalSelfAttention):
+    """A -1e4 additive mask: exp(-1e4) underflows to exactly 0 in float32, so it is as causal as -inf."""
+
+    def forward(self, x):
+        B, T, d = x.shape
+        h = self.n_heads
+        q, k, v = (p(x).view(B, T, h, d // h).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(d // h) + torch.full((T, T), -1e4).triu(1)
+        return self.out_proj((scores.softmax(-1) @ v).transpose(1, 2).reshape(B, T, d))
+
+
+class ErfMLP(MLP):
+    def forward(self, x):
+        h = self.fc1(x)
+        return self.fc2(0.5 * h * (1 + torch.erf(h / math.sqrt(2))))
+
+
+class SequentialGPT(GPT):
+    """blocks as nn.Sequential; position ids and the attention scale kept as buffers."""
+
+    def __init__(self, vocab_size, d_model, n_layers, n_heads, max_seq_len):
+        super().__init__(vocab_size, d_model, n_layers, n_heads, max_seq_len)
+        self.blocks = nn.Sequential(*self.blocks)
+        self.register_buffer("position_ids", torch.arange(max_seq_len))
+        for block in self.blocks:
+            block.mlp = ErfMLP(d_model)
+            block.attn.register_buffer("scale", torch.tensor((d_model // n_heads) ** -0.5))
+
+    def forward(self, tokens):
+        x = self.tok_emb(tokens) + self.pos_emb(self.position_ids[: tokens.shape[1]])
+        return self.ln_f(self.blocks(x)) @ self.tok_emb.weight.T
+
+
+class Float64GPT(GPT):
+    def __init__(self, vocab_size, d_model, n_layers, n_heads, max_seq_len):
+        super().__init__(vocab_size, d_model, n_layers, n_heads, max_seq_len)
+        self.double()
 
 
 def attention_style(attention_class):
@@ -460,6 +520,7 @@ def loaded(cls=GPT, **state_kwargs):
     if cls is FusedGPT:
         state = {**state, **{k: v for k, v in model.state_dict().items() if k.endswith("mask")},
                  "head.weight": state["tok_emb.weight"]}
+    state = {**{k: v for k, v in model.state_dict().items() if k not in state}, **state}  # its own buffers
     model.load_state_dict(state)
     return model.eval()
 
@@ -502,7 +563,9 @@ CASES = {
     "capstone.forward": Entry(
         solution=GPT,
         styles={"einsum": attention_style(EinsumAttention), "loop_over_heads": attention_style(LoopAttention),
-                "fused_qkv_tied_head_mask_buffer": FusedGPT, "kv_cache": CachedGPT},
+                "fused_qkv_tied_head_mask_buffer": FusedGPT, "kv_cache": CachedGPT,
+                "additive_mask_minus_1e4": attention_style(AdditiveMaskAttention),
+                "sequential_erf_formula_buffers": SequentialGPT, "float64": Float64GPT},
         wrong={
             "no_scale": (with_bug("no_scale"), "block 0 is the first block whose output differs from tfcore's "
                                                "(3 held-out windows of 17 characters): the attention scores are "
@@ -516,6 +579,19 @@ CASES = {
             "mask_inverted_finite": (with_bug("mask_inverted_finite"), "the causal mask is inverted"),
             "mask_triu": (with_bug("mask_triu"), "torch.tril, not torch.triu"),
             "mask_after_softmax": (with_bug("mask_after_softmax"), "applied after the softmax"),
+            "mask_sees_next_token": (with_bug("mask_off_by_one"), "lets query i see key i + 1"),
+            "mask_hides_diagonal": (with_bug("mask_no_self"), "the causal mask hides the diagonal"),
+            "mask_missing_in_last_block": (with_bug("no_mask", blocks={3}), "block 3 is the first block whose "
+                                                                            "output differs from tfcore's (3 held-out "
+                                                                            "windows of 17 characters): no causal mask"),
+            "attention_dropout_in_eval": (with_bug("dropout_always"), "usually dropout: F.dropout(x, p) drops in eval"),
+            "embedding_dropout_in_eval": (with_bug("embedding_dropout_always"), "usually dropout"),
+            "no_residual_attn": (with_bug("no_residual_attn"), "residual connection around the attention is missing"),
+            "no_residual_mlp": (with_bug("no_residual_mlp"), "residual connection around the MLP is missing"),
+            "ln_eps_1e-6": (with_bug("ln_eps_1e-6"), "the LayerNorms use eps = 1e-6"),
+            "ln_eps_1e-12": (with_bug("ln_eps_1e-12"), "the LayerNorms use eps = 1e-12"),
+            "ln_unbiased_variance": (with_bug("ln_unbiased"), "divides by the unbiased variance"),
+            "tfcore_functional_attention": (with_bug("tfcore_sdpa"), "calls tfcore.attention.scaled_dot_product_attention"),
             "softmax_queries": (with_bug("softmax_queries"), "softmax runs over the queries"),
             "split_view": (with_bug("split_view"), "heads are split by reshaping"),
             "merge_view": (with_bug("merge_view"), "heads are merged by reshaping"),
@@ -546,7 +622,8 @@ CASES = {
     "capstone.generate": Entry(
         solution=GPT,
         styles={"fused_qkv_tied_head_mask_buffer": FusedGPT, "kv_cache": CachedGPT,
-                "einsum": attention_style(EinsumAttention)},
+                "einsum": attention_style(EinsumAttention), "float64": Float64GPT,
+                "sequential_erf_formula_buffers": SequentialGPT},
         wrong={
             **{name: (sampler(pick), hint) for name, (pick, hint) in WRONG_SAMPLERS.items()},
             "no_crop": (NoCropGPT, "feed the model at most its last max_seq_len tokens"),
@@ -555,6 +632,7 @@ CASES = {
             "stub_generate": (StubGenerateGPT, "NotImplementedError"),
             "wrong_forward": (with_bug("no_scale"), "make capstone.forward pass first"),
             "sdpa": (with_bug("sdpa"), "calls torch.nn.functional.scaled_dot_product_attention"),
+            "tfcore_functional_attention": (with_bug("tfcore_sdpa"), "calls tfcore.attention.scaled_dot_product_attention"),
             "torch_mha": (TorchMHAGPT, "torch.nn.MultiheadAttention"),
             "fixed_d_head": (with_bug("fixed_d_head"), "does your code fix a size of the shipped model"),
         },
@@ -563,13 +641,18 @@ CASES = {
         solution=loaded(),
         styles={"fused_qkv_tied_head_mask_buffer": loaded(FusedGPT, fused_qkv=True),
                 "loop_over_heads": loaded(attention_style(LoopAttention)),
-                "dropout_left_in_training_mode": trained_dropout_model()},
+                "dropout_left_in_training_mode": trained_dropout_model(), "float64": loaded(Float64GPT),
+                "sequential_erf_formula_buffers": loaded(SequentialGPT)},
         wrong={
             "untrained": (fresh(), "measured by the check: a correct model reaches"),
             "no_mask": (loaded(with_bug("no_mask")), "your model sees future tokens: changing the tokens from position"),
             "mask_off_by_one": (loaded(with_bug("mask_off_by_one")), "your model sees future tokens"),
             "mask_inverted_finite": (loaded(with_bug("mask_inverted_finite")), "your model sees future tokens"),
             "next_token_cheat": (NextTokenCheat(), "your model sees future tokens"),
+            "no_mask_in_last_block": (loaded(with_bug("no_mask", blocks={3})), "your model sees future tokens"),
+            "attention_dropout_in_eval": (loaded(with_bug("dropout_always")), "usually dropout"),
+            "tfcore_functional_attention": (loaded(with_bug("tfcore_sdpa")),
+                                            "calls tfcore.attention.scaled_dot_product_attention"),
             "probabilities": (loaded(with_bug("probabilities")), "returns probabilities"),
             "sdpa": (trained_sdpa_model(), "calls torch.nn.functional.scaled_dot_product_attention"),
             "class_not_model": (GPT, "GPT raised TypeError"),

@@ -121,6 +121,7 @@ def test_the_number_the_integer_and_the_choice_forms(monkeypatch):
     ("math.log(65)", math.log(65)), ("np.sqrt(512)", math.sqrt(512)), ("log2(8) * 1e3", 3000.0),
     ("4 * 32 * 2048 * 128 * 2", 4 * 32 * 2048 * 128 * 2), ("pi / 2", math.pi / 2),
     ("math.lgamma(65) / 64", math.log(math.factorial(64)) / 64),
+    ("torch.tensor(36)", 36), ("np.float64(0.5)", 0.5), ("int(8 * 9 / 2)", 36), ("round(math.log(65))", 4),
 ])
 def test_typed_answers_and_formulas_of_numbers_are_read(source, value):
     assert literal(ast.parse(source, mode="eval").body) == pytest.approx(value) if value is not None else \
@@ -128,7 +129,8 @@ def test_typed_answers_and_formulas_of_numbers_are_read(source, value):
 
 
 @pytest.mark.parametrize("source", ["entropy(w)", "x", "[1, 2]", "10 ** 10 ** 10", "__import__('os')",
-                                    "math.log(-1)", "lgamma(0)", "1 / 0", "f'{1}'", "'a' * 3", "open('f').read()"])
+                                    "math.log(-1)", "lgamma(0)", "1 / 0", "float('2.5')", "round(4.17, 1)",
+                                    "torch.tensor([36])", "f'{1}'", "'a' * 3", "open('f').read()"])
 def test_anything_else_is_unreadable_and_never_run(source):
     with pytest.raises(Unreadable):
         literal(ast.parse(source, mode="eval").body)
@@ -217,3 +219,75 @@ def test_saved_check_outputs_name_registered_exercises(folder):
                 if "unknown exercise ID" in text:
                     stale.append(f"{path.name} cell {i}")
     assert not stale, f"saved outputs from unregistered checks (re-execute these notebooks): {stale}"
+
+
+# ----------------------------------------------------------------------------- answers as learners type them
+
+# Right answers in the forms a learner types: a str, a 0-d tensor, a NumPy scalar, a label with its text.
+RIGHT_FORMS = {
+    "architectures.predict_causal_influence": ["36", " 36 ", "8*9/2", "torch", "np.int64(36)"],
+    "heads.predict_kv_cache_gib": ["16", "2**34 / 2**30", "torch", "17.18"],  # 17.18: GB (10^9 bytes), within 25 %
+    "training.predict_initial_loss": ["4.17", "math.log(65)", "torch"],
+    "mlp.predict_gpt2_mlp_share": [45, "45", 0.45, 0.455],  # a percentage written as a fraction
+    "attention.predict_equivariant": ["B) 1 and 3", "(b) 1 and 3", "B: 1 and 3", "b - 1 and 3", "1 and 3."],
+    "mlp.predict_unit_promotes": ["r", "A) r"],
+    "positions.predict_flattest_beyond": ["c) alibi", "ALiBi"],
+}
+
+# Plausible wrong answers and the words that name the mistake in the feedback.
+NAMED_MISTAKES = {
+    "attention.predict_unscaled_entropy": [(-0.1, "an entropy is never negative"), (3.47, "that is ln 32"),
+                                           (3.0, "WITH the 1/sqrt(d_k) scale")],
+    "masks.predict_off_by_one_pairs": [(9, "one layer's reach only"), (45, "as if there were no mask")],
+    "heads.predict_random_composition": [(0.25, "1/sqrt(d_head)"), (-0.1, "never negative")],
+    "heads.predict_kv_cache_gib": [(8, "both the key and the value"), (32, "not 4"), (2, "the batch holds 8"),
+                                   (16384, "in MiB")],
+    "mlp.predict_gpt2_mlp_share": [(66.7, "inside a block")],
+    "mlp.predict_causal_changes": [(4, "its own token"), (8, "without a causal mask"), (3, "cannot see token 3")],
+    "norms.predict_layernorm_norm": [(1, "per component"), (8, "squared norm"), (-2.83, "never negative")],
+    "norms.predict_depth_ratio": [(4, "like 1/sqrt(L)"), (0.42, "the other way round")],
+    "architectures.predict_causal_influence": [(28, "leaves out the diagonal"), ("28", "leaves out the diagonal"),
+                                               (64, "an encoder")],
+    "architectures.predict_cross_attention_parameters": [(16384, "the four biases"), (33280, "once per head")],
+    "positions.predict_gpt2_table": [(786000, "the count is exact"), (768, "one row")],
+    "positions.predict_slowest_wavelength": [(7499, "without the 2 pi"), (62832, "i = d/2 - 1 = 31")],
+    "complexity.predict_attention_crossover": [(3072, "the MLP alone"), (1536, "the projections alone")],
+    "complexity.predict_kv_cache_gib": [(1, "the keys only"), (4, "fp32"), (2048, "in MiB")],
+    "training.predict_initial_loss": [(6.02, "in bits"), (65, "perplexity"), (-4.17, "never negative")],
+    "training.predict_nucleus_size": [(2, "stops before the token that crosses p")],
+    "diagnostics.predict_causal_uniform_entropy": [(4.16, "log 64 is the last row"), (3.48, "log of the mean"),
+                                                    (-1, "never negative")],
+}
+
+
+@pytest.mark.parametrize("pid", sorted(RIGHT_FORMS))
+def test_right_answers_in_the_forms_learners_type_pass(pid):
+    import numpy as np
+    import torch
+
+    right = CASES[pid][0][0]
+    for answer in RIGHT_FORMS[pid]:
+        answer = torch.tensor(right) if answer == "torch" else np.int64(36) if answer == "np.int64(36)" else answer
+        result = check(pid, answer)
+        assert result.status == "passed", (answer, str(result))
+
+
+@pytest.mark.parametrize("pid", sorted(NAMED_MISTAKES))
+def test_plausible_wrong_answers_fail_naming_the_mistake_and_the_reasoning(pid):
+    why = CASES[pid][2]
+    for answer, words in NAMED_MISTAKES[pid]:
+        result = check(pid, answer)
+        assert result.status == "failed", (answer, str(result))
+        assert words in result.message and why in result.message and "Why:" in result.message, (answer, str(result))
+
+
+def test_a_space_typed_as_itself_and_a_label_whose_text_disagrees():
+    assert check("mlp.predict_unit_promotes", " ").status == "failed"  # (C) a space: a wrong answer, read
+    assert "you chose (C) a space" in check("mlp.predict_unit_promotes", " ").message
+    assert "you chose (D) a newline" in check("mlp.predict_unit_promotes", "\n").message
+    mixed = check("attention.predict_equivariant", "A) 1 and 3")  # label A, text of B: not read as either
+    assert mixed.status == "not attempted" and "Why:" not in mixed.message
+    for junk in (math.nan, float("-inf"), "nan", "36 nats", [36], (36,), True, "True"):
+        result = check("architectures.predict_causal_influence", junk)
+        assert result.status == "not attempted" and "Why:" not in result.message, (junk, str(result))
+    assert "is not a finite number" in check("architectures.predict_causal_influence", math.nan).message

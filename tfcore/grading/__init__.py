@@ -410,6 +410,10 @@ class Checker:
         """(name, "module.QualName") of ``obj`` and every submodule (e.g. to refuse nn.MultiheadAttention)."""
         return self._inspect(obj, "module_types")
 
+    def parameter_names(self, obj: Any) -> list[str]:
+        """The names of the parameters of ``obj`` (an nn.Module), without its buffers."""
+        return self._inspect(obj, "parameter_names")
+
     def hook_count(self, obj: Any) -> int:
         """How many forward (pre-)hooks are registered on ``obj`` (an nn.Module) and its submodules."""
         return self._inspect(obj, "hook_count")

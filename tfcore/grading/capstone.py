@@ -14,14 +14,17 @@ compare it with ``tfcore.Transformer``:
 - ``capstone.train`` (answer: the trained model): the check measures the validation loss itself
   and runs a leakage test first (a model that sees the future fails, however low its loss).
 
-Every check refuses ``nn.MultiheadAttention``, ``F.scaled_dot_product_attention`` and tfcore's model
-classes inside the learner's model. Their tests-for-tests live in ``tests/test_grading_lesson09_capstone.py``.
+Every check refuses ``nn.MultiheadAttention``, ``F.scaled_dot_product_attention``, tfcore's model
+classes and tfcore's attention functions (seen from the frames above each torch call) inside the
+learner's model. Their tests-for-tests live in ``tests/test_grading_lesson09_capstone.py``.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
+import os
+import sys
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -51,7 +54,16 @@ FORBIDDEN_FUNCTIONS = {
     "scaled_dot_product_attention": "torch.nn.functional.scaled_dot_product_attention",
     "multi_head_attention_forward": "torch.nn.functional.multi_head_attention_forward",
     "_native_multi_head_attention": "torch._native_multi_head_attention (nn.MultiheadAttention's fast path)",
+    # tfcore's attention functions: seen from the Python frames above each torch call they make
+    "tfcore.attention.scaled_dot_product_attention": "tfcore.attention.scaled_dot_product_attention",
+    "tfcore.heads.attend": "tfcore.heads.attend",
+    "tfcore.flash.naive_attention": "tfcore.flash.naive_attention",
+    "tfcore.flash.flash_attention": "tfcore.flash.flash_attention",
+    "tfcore.flash.flash_attention_steps": "tfcore.flash.flash_attention_steps",
+    "tfcore.triton_flash.triton_attention": "tfcore.triton_flash.triton_attention",
 }
+_TFCORE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # .../tfcore/
+_GRADING_DIR = os.path.join(_TFCORE_DIR, "grading") + os.sep
 ATOL, RTOL = 1e-4, 1e-4  # logits agree to ~1e-5 in float32 (measured 1.3e-5); every variant differs by > 0.01
 TIE = 2e-3  # a greedy step whose top two logits are closer than this may go either way
 
@@ -85,7 +97,29 @@ class WatchFunctions(TorchFunctionMode):
         name = getattr(func, "__name__", "")
         if name in self.names and name not in self.seen:
             self.seen.append(name)
+        caller = _tfcore_caller(sys._getframe(1), self.names)
+        if caller is not None and caller not in self.seen:
+            self.seen.append(caller)
         return func(*args, **(kwargs or {}))
+
+
+def _tfcore_caller(frame: Any, names: tuple[str, ...], depth: int = 40) -> str | None:
+    """The first of ``names`` ("tfcore.<module>.<function>") running in a frame at or above ``frame``.
+
+    The frames above a torch call, up to the grader's own (which called the learner's code): a torch
+    call made inside, e.g., tfcore.attention.scaled_dot_product_attention names that function.
+    """
+    while frame is not None and depth > 0:
+        path = frame.f_code.co_filename
+        if path.startswith(_GRADING_DIR):
+            return None
+        if path.startswith(_TFCORE_DIR):
+            module = path[len(_TFCORE_DIR):-3].replace(os.sep, ".")
+            name = f"tfcore.{module}.{frame.f_code.co_name}"
+            if name in names:
+                return name
+        frame, depth = frame.f_back, depth - 1
+    return None
 
 
 def _call_watching(c: Checker, fn: Any, *args: Any, case: str, hint: str | None = None,
@@ -164,7 +198,8 @@ def _attention(p: dict[str, Tensor], x: Tensor, n_heads: int, bug: str | None) -
     scale = {"no_scale": 1.0, "scale_d_model": d ** -0.5, "scale_d_head": 1.0 / d_head}.get(bug, d_head ** -0.5)
     scores = q @ k.transpose(-2, -1) * scale  # (B, h, T, T)
     causal = causal_mask(t)
-    allowed = {"no_mask": torch.ones_like(causal), "mask_inverted": ~causal, "mask_upper": causal.T}.get(bug, causal)
+    allowed = {"no_mask": torch.ones_like(causal), "mask_inverted": ~causal, "mask_upper": causal.T,
+               "mask_next": torch.ones_like(causal).tril(1), "mask_no_self": causal.tril(-1)}.get(bug, causal)
     if bug == "mask_after_softmax":
         weights = torch.softmax(scores, dim=-1) * causal
     else:
@@ -179,7 +214,11 @@ def _attention(p: dict[str, Tensor], x: Tensor, n_heads: int, bug: str | None) -
 def _block(p: dict[str, Tensor], x: Tensor, n_heads: int, bug: str | None = None) -> Tensor:
     """One Pre-LN block (x: (B, T, d_model) -> (B, T, d_model)) with an optional injected ``bug``."""
     def ln(name: str, h: Tensor) -> Tensor:
-        return layer_norm(h, p[f"{name}.weight"], p[f"{name}.bias"])
+        if bug == "ln_unbiased":  # a LayerNorm written by hand with torch.var's default (divides by d - 1)
+            mu, var = h.mean(-1, keepdim=True), h.var(-1, keepdim=True)
+            return p[f"{name}.weight"] * (h - mu) / torch.sqrt(var + 1e-5) + p[f"{name}.bias"]
+        eps = {"ln_eps_1e-6": 1e-6, "ln_eps_1e-12": 1e-12, "ln_eps_1e-3": 1e-3}.get(bug, 1e-5)
+        return layer_norm(h, p[f"{name}.weight"], p[f"{name}.bias"], eps)
 
     activation = {"gelu_tanh": lambda h: gelu(h, "tanh"), "relu": torch.relu, "no_activation": lambda h: h}.get(
         bug, lambda h: gelu(h, "none"))
@@ -198,8 +237,8 @@ def _block(p: dict[str, Tensor], x: Tensor, n_heads: int, bug: str | None = None
         return x + attn(ln("ln1", x)) + mlp(ln("ln2", x))
     if bug == "no_residual":
         return mlp(ln("ln2", attn(ln("ln1", x))))
-    x = x + attn(ln("ln1", x))
-    return x + mlp(ln("ln1" if bug == "ln1_twice" else "ln2", x))
+    x = (0 if bug == "no_residual_attn" else x) + attn(ln("ln1", x))
+    return (0 if bug == "no_residual_mlp" else x) + mlp(ln("ln1" if bug == "ln1_twice" else "ln2", x))
 
 
 # The plausible mistakes inside one block: (bug, message). Each message follows "block {i}: ".
@@ -212,6 +251,10 @@ BLOCK_BUGS = (
                       "future ones (keep j <= i, e.g. with torch.tril)"),
     ("mask_upper", "the causal mask keeps keys j >= i (the upper triangle): query i may see keys j <= i (torch.tril, "
                    "not torch.triu)"),
+    ("mask_next", "the causal mask lets query i see key i + 1, one step into the future: keep the keys j <= i "
+                  "(torch.tril(..., diagonal=0), or hide triu(..., diagonal=1))"),
+    ("mask_no_self", "the causal mask hides the diagonal, so query i cannot see its own key and the first query "
+                     "sees none (NaN): keep the keys j <= i, diagonal included (torch.tril(..., diagonal=0))"),
     ("mask_after_softmax", "the mask is applied after the softmax, so each row no longer sums to 1: fill the hidden "
                            "scores with -inf before the softmax"),
     ("softmax_queries", "the softmax runs over the queries axis: normalise each query's scores over the keys (the "
@@ -225,6 +268,13 @@ BLOCK_BUGS = (
     ("parallel", "attention and MLP both read the block's input: the MLP reads x after the attention's update, "
                  "x = x + attn(ln1(x)); then x = x + mlp(ln2(x))"),
     ("no_residual", "the residual connections are missing: add each sublayer's output to x"),
+    ("no_residual_attn", "the residual connection around the attention is missing: x = x + attn(ln1(x))"),
+    ("no_residual_mlp", "the residual connection around the MLP is missing: x = x + mlp(ln2(x))"),
+    ("ln_eps_1e-6", "the LayerNorms use eps = 1e-6: the capstone GPT's is 1e-5 (nn.LayerNorm's default)"),
+    ("ln_eps_1e-12", "the LayerNorms use eps = 1e-12: the capstone GPT's is 1e-5 (nn.LayerNorm's default)"),
+    ("ln_eps_1e-3", "the LayerNorms use eps = 1e-3: the capstone GPT's is 1e-5 (nn.LayerNorm's default)"),
+    ("ln_unbiased", "the LayerNorm divides by the unbiased variance (torch.var divides by d - 1 by default): "
+                    "LayerNorm's variance divides by d (var(..., unbiased=False), or nn.LayerNorm)"),
     ("ln1_twice", "the MLP reads ln1(x): it has its own LayerNorm, ln2"),
     ("gelu_tanh", "the MLP uses the tanh approximation of GELU: the shipped model uses the exact GELU, "
                   "x Phi(x) with the erf (F.gelu's default, nn.GELU())"),
@@ -302,16 +352,18 @@ def _load(c: Checker, model: Any, args: dict[str, int], state_for: Callable[[boo
     """Check the learner's parameter names and shapes against the table, then load ``state_for(fused)``.
 
     Accepted beyond the table: a fused ``attn.qkv`` projection instead of q/k/v, an unembedding
-    module whose weight is tied to ``tok_emb.weight``, and mask buffers (..., T, T).
+    module whose weight is tied to ``tok_emb.weight``, and buffers (a causal mask, position ids, a
+    scale: they keep the values the learner's constructor gave them).
     """
     theirs = c.call(model.state_dict, case="model.state_dict()")
     shapes = {str(k): tuple(c.tensor(v, f"state_dict()[{k!r}]").shape) for k, v in theirs.items()}
     fused = any(k.endswith("attn.qkv.weight") for k in shapes)
     table = parameter_table(**args, fused_qkv=fused)
-    vocab, d, t_max = args["vocab_size"], args["d_model"], args["max_seq_len"]
+    vocab, d = args["vocab_size"], args["d_model"]
     state = dict(state_for(fused))
     missing = [k for k in table if k not in shapes]
     extra = [k for k in shapes if k not in table]
+    parameters = set(c.parameter_names(model)) if extra else set()
     for name in list(extra):
         if shapes[name] == (vocab, d) and "tok_emb.weight" in shapes:
             same = bool(torch.equal(c.tensor(theirs[name], name), c.tensor(theirs["tok_emb.weight"], "tok_emb")))
@@ -321,7 +373,7 @@ def _load(c: Checker, model: Any, args: dict[str, int], state_for: Callable[[boo
                        f"{name.rsplit('.', 1)[0]}.weight = tok_emb.weight)")
             state[name] = state["tok_emb.weight"]
             extra.remove(name)
-        elif len(shapes[name]) >= 2 and shapes[name][-2:] == (t_max, t_max):  # a causal-mask buffer
+        elif name not in parameters:  # a buffer (a causal mask, position ids, ...): the learner's own values
             state[name] = c.tensor(theirs[name], name)
             extra.remove(name)
     for name in missing:
@@ -349,11 +401,12 @@ def _diagnose(c: Checker, model: Any, tokens: Tensor, out: Any, ref: Tensor, cas
     state = _shipped_state(False)
     n_heads, n_layers = args["n_heads"], args["n_layers"]
     x = _embed(state, tokens)
+    dtype = out.dtype if isinstance(out, Tensor) and out.is_floating_point() else x.dtype  # a float64 model: float64 x
     for i in range(n_layers):
         p = _block_params(state, i)
         want = _block(p, x, n_heads)
         block_case = f"block {i} on tfcore's input for {case}"
-        got = c.call(model.blocks[i], x, case=block_case,
+        got = c.call(model.blocks[i], x.to(dtype), case=block_case,
                      hint="each block is called as block(x) with x (B, T, d_model) and returns (B, T, d_model)")
         got_t = c.tensor(got, block_case)
         if got_t.shape == want.shape and torch.allclose(got_t.double(), want.double(), atol=ATOL, rtol=RTOL):
@@ -364,9 +417,9 @@ def _diagnose(c: Checker, model: Any, tokens: Tensor, out: Any, ref: Tensor, cas
         for bug, message in BLOCK_BUGS:
             def variant(bug=bug):
                 value = _block(p, x, n_heads, bug)
-                if bug == "mask_inverted":  # the last query sees no key: NaN, zeros or uniform weights there
+                if bug in ("mask_inverted", "mask_no_self"):  # a query that sees no key: NaN, zeros or uniform there
                     keep = torch.ones(x.shape[1], dtype=torch.bool)
-                    keep[-1] = False
+                    keep[-1 if bug == "mask_inverted" else 0] = False
                     return value, keep[None, :, None].expand_as(value)
                 return value
             wrong.append((f"{first}: {message}", variant))
@@ -375,17 +428,28 @@ def _diagnose(c: Checker, model: Any, tokens: Tensor, out: Any, ref: Tensor, cas
                 wrong.append((f"{first}: it computes what block {j} computes, so your blocks share one set of "
                               "weights: build n_layers separate blocks (a list comprehension, not [Block(...)] * n)",
                               lambda j=j: _block(_block_params(state, j), x, n_heads)))
-        c.compare(got_t, want, first, atol=ATOL, rtol=RTOL, wrong=wrong, nonfinite=f"{first}: NaN/inf in its output")
+        c.compare(got_t, want, f"block {i}'s output, the first that differs from tfcore's ({case})", dtype="float",
+                  atol=ATOL, rtol=RTOL, wrong=wrong, nonfinite=f"{first}: NaN/inf in its output")
         c.fail(first)  # not reached: compare has failed with the best message
     wrong = [(f"the blocks agree with tfcore's, but {message} ({case})",
               lambda bug=bug: _reference_forward(state, tokens, n_heads, n_layers, bug)) for bug, message in MODEL_BUGS]
     v, d = args["vocab_size"], args["d_model"]
-    c.compare(out, ref, case, atol=ATOL, rtol=RTOL, wrong=wrong, shape_hints={
+    c.compare(out, ref, case, dtype="float", atol=ATOL, rtol=RTOL, wrong=wrong, shape_hints={
         (tokens.shape[0], v): "return the logits at every position (B, T, vocab_size), not only the last",
         tuple(tokens.shape) + (d,): "the unembedding is missing: logits = ln_f(x) @ tok_emb.weight.T",
     })
     c.fail(f"the blocks agree with tfcore's but the logits do not ({case}): check the embedding "
            "(tok_emb(tokens) + pos_emb(positions 0 .. T-1)), the final LayerNorm and the tied unembedding")
+
+
+def _require_deterministic(c: Checker, model: Any, tokens: Tensor, first: Tensor, case: str) -> None:
+    """Fail if a second forward pass on the same tokens (in eval mode) gives other logits: dropout left on."""
+    again = c.tensor(_forward(c, model, tokens, case + ", a second time"), case)
+    if again.shape == first.shape and not torch.equal(torch.nan_to_num(again), torch.nan_to_num(first)):
+        c.fail(f"your model gives other logits when it runs twice on the same tokens ({case}) after model.eval(): "
+               "something random is still on, usually dropout: F.dropout(x, p) drops in eval mode too unless "
+               "you pass training=self.training (nn.Dropout follows eval() by itself). The capstone GPT has no "
+               "dropout")
 
 
 def _forward_cases(c: Checker) -> list[tuple[str, Tensor]]:
@@ -411,8 +475,9 @@ def _capstone_forward(answer, c: Checker) -> None:
             ref = ref_model(tokens)
         t = c.tensor(out, case)
         if t.shape == ref.shape and torch.allclose(t.double(), ref.double(), atol=ATOL, rtol=RTOL):
-            c.compare(t, ref, case, atol=ATOL, rtol=RTOL)
+            c.compare(t, ref, case, dtype="float", atol=ATOL, rtol=RTOL)  # float64 logits are fine too
             continue
+        _require_deterministic(c, model, tokens, t, case)
         with torch.no_grad():
             _diagnose(c, model, tokens, out, ref, case)
 
@@ -624,6 +689,7 @@ def _capstone_train(answer, c: Checker) -> None:
     _refuse_forbidden_modules(c, answer)
     c.call(answer.eval, case="model.eval()")
     before = _logits(c, _forward(c, answer, tokens, case), shape, case)
+    _require_deterministic(c, answer, tokens, before, case)  # else the leakage test would blame the mask
     # The leakage test first: changing the tokens from position j on may change only the logits at j and after.
     cuts = [VAL_LENGTH - 1, 1] + torch.randint(2, VAL_LENGTH - 1, (2,), generator=c.gen).tolist()
     for j in cuts:

@@ -303,7 +303,9 @@ predict_number(
     "attention.predict_unscaled_entropy",
     "The mean entropy (nats) of an attention row over T_k = 32 keys, with d_k = 512, q and k standard normal, "
     "and no 1/sqrt(d_k) scale (uniform weights would give ln 32 = 3.47)",
-    lesson=LESSON, answer=_unscaled_entropy, abs=0.5, unit=" nats",
+    lesson=LESSON, answer=_unscaled_entropy, abs=0.5, unit=" nats", at_least=(0, "an entropy is never negative"),
+    mistakes={math.log(32): "that is ln 32, the entropy of uniform weights, as if the scores were all alike",
+              3.0: "about 3 nats is the entropy WITH the 1/sqrt(d_k) scale"},
     why="q . k sums 512 products of unit-variance numbers, so its standard deviation is sqrt(512) = 22.6. Scores "
         "that differ by tens make softmax almost one-hot: nearly all the weight lands on the largest score, and the "
         "entropy is near 0 instead of ln 32 = 3.47. Dividing by sqrt(d_k) brings the scores back to unit variance "

@@ -277,6 +277,8 @@ predict_integer(
     "A two-layer decoder with T = 10 whose mask lets query i see keys j <= i + 1 in every layer: how many pairs "
     "(i, j) with j > i have output i changing when token j changes?",
     lesson=LESSON, answer=17, unit=" pairs",
+    mistakes={9: "9 counts one layer's reach only (the pairs (i, i + 1)); the second layer reaches one step further",
+              45: "45 is every pair above the diagonal, as if there were no mask"},
     why="in layer 1 query i reads key i + 1: the 9 pairs (i, i + 1). In layer 2 it reads position i + 1 again, "
         "whose layer-1 output already holds token i + 2: the 8 pairs (i, i + 2). Nothing reaches further, since "
         "each layer adds one step ahead: 9 + 8 = 17 of the 45 pairs above the diagonal.",

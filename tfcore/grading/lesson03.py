@@ -274,7 +274,9 @@ predict_number(
     "heads.predict_random_composition",
     "The K-composition score ||W_QK W_OV||_F / (||W_QK||_F ||W_OV||_F) of two random heads (every weight standard "
     "normal) with d_model = 64 and d_head = 16, averaged over many pairs",
-    lesson=LESSON, answer=_random_composition_baseline, abs=0.04,
+    lesson=LESSON, answer=_random_composition_baseline, abs=0.04, at_least=(0, "a ratio of norms is never negative"),
+    mistakes={0.25: "0.25 is 1/sqrt(d_head): the overlap is measured in the d_model = 64 dimensional stream",
+              1 / 64: "1/64 is the squared score; the score is its square root"},
     why="for a random unit vector b in d dimensions, ||A b||^2 is on average ||A||_F^2 / d (A's squared norm spreads "
         "evenly over the d directions). The columns of W_OV are such random directions for W_QK, so ||W_QK W_OV||_F "
         "is about ||W_QK||_F ||W_OV||_F / sqrt(d_model) and the score about 1/sqrt(64) = 0.125: not 0, random heads overlap a little by chance, and that is the baseline a trained "
@@ -289,6 +291,9 @@ predict_number(
     "The KV cache of a decoder with 32 layers, h_kv = h = 32 heads of d_head = 128 (Llama 2 7B's shape), for a "
     "batch of 8 sequences of 4096 tokens in fp16, in GiB (2^30 bytes)",
     lesson=LESSON, answer=_kv_cache_gib, rel=0.25, unit=" GiB",
+    mistakes={8: "half of it: count both the key and the value of every token",
+              32: "fp16 takes 2 bytes per number, not 4", 2: "that is one sequence: the batch holds 8",
+              16 * 1024: "that is the size in MiB: the question asks in GiB (2^30 bytes)"},
     why="each token stores a key and a value (2) for every layer (32) and KV head (32), each of d_head = 128 "
         "numbers of 2 bytes: 2 x 32 x 32 x 128 x 2 = 524 288 bytes = 0.5 MiB per token; times 8 x 4096 = 32 768 "
         "tokens gives 16 GiB, more than the 12.6 GiB of the model's own weights in fp16 (6.74 B parameters).",

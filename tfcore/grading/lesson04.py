@@ -305,7 +305,8 @@ def _gpt2_mlp_share() -> float:
 predict_number(
     "mlp.predict_gpt2_mlp_share",
     "What percentage of all of GPT-2 small's parameters (124.5 M, embeddings included) sit in its 12 MLPs?",
-    lesson=LESSON, answer=_gpt2_mlp_share, abs=6.0, unit=" %",
+    lesson=LESSON, answer=_gpt2_mlp_share, abs=6.0, unit=" %", fraction_of_percent=True,
+    mistakes={200 / 3: "two thirds is the MLP's share inside a block: the embedding holds almost a third of the model"},
     why="inside a block the MLP holds 8d^2 of the 12d^2 weights, two thirds. But the model is more than its "
         "blocks: the token embedding (50,304 x 768 = 38.6 M, shared with the unembedding) is almost a third of "
         "the whole, so the MLPs' 56.7 M are about 2/3 of the remaining 68 %, 45 %.",
@@ -317,6 +318,9 @@ predict_integer(
     "Token 3 of an 8-token sequence (positions 0-7) is changed. How many of causal self-attention's 8 output "
     "positions change?",
     lesson=LESSON, answer=5,
+    mistakes={4: "4 leaves out output 3 itself: a position reads its own token", 3: "3 counts outputs 0-2, which "
+              "cannot see token 3", 8: "8 is attention without a causal mask", 1: "1 is the MLP, which reads only its "
+              "own position"},
     why="under a causal mask output t reads tokens 0..t. Token 3 is read by outputs 3, 4, 5, 6 and 7, so five "
         "outputs move; outputs 0, 1 and 2 cannot see it. The MLP would change only output 3, and attention "
         "without a mask all 8.",

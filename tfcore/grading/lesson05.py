@@ -328,7 +328,9 @@ predict_number(
     "norms.predict_layernorm_norm",
     "A token of d = 8 components goes through LayerNorm with gain 1 and shift 0. What is the Euclidean norm of "
     "the output?",
-    lesson=LESSON, answer=8 ** 0.5, abs=0.15,
+    lesson=LESSON, answer=8 ** 0.5, abs=0.15, at_least=(0, "a norm is never negative"),
+    mistakes={1: "1 is the standard deviation per component, not the norm of the whole vector", 8: "8 is the squared "
+              "norm, sum_i y_i^2; the norm is its square root"},
     why="LayerNorm leaves every token with mean 0 and variance (1/d) sum_i y_i^2 = 1, so sum_i y_i^2 = d and "
         "||y|| = sqrt(d) = sqrt(8) = 2.83, whatever the token's scale before. Standard deviation 1 is per "
         "component; the norm adds up all d of them.",
@@ -344,6 +346,8 @@ predict_number(
     "In the paper's setting (Xavier init, embeddings times sqrt(d), final LayerNorm), how many times larger is "
     "Pre-LN's last-layer W2 gradient at 6 layers than at 24?",
     lesson=LESSON, answer=DEPTH_RATIO, abs=0.6,
+    mistakes={4: "4 = 24 / 6 would be a gradient falling like 1/L; it falls like 1/sqrt(L)", 1 / 2.38: "that is the "
+              "ratio the other way round: the 6-layer gradient is the larger", 1: "1 is Post-LN's behaviour"},
     why="Pre-LN's last block writes into a stream whose size grows like sqrt(L) (every block adds a write of "
         "about the same size), and the final LayerNorm divides the gradient that reaches it by that size. Four "
         "times the depth gives about sqrt(4) = 2 times the size, so the gradient at 6 layers is about twice the "

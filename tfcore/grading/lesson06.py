@@ -375,6 +375,8 @@ predict_integer(
     "A decoder reads 8 tokens. Of the 64 entries of its influence matrix (1 where changing token j moves "
     "output i), how many are 1?",
     lesson=LESSON, answer=_causal_influence_ones,
+    mistakes={28: "28 leaves out the diagonal: a token always moves its own output", 64: "64 is an encoder, without "
+              "a causal mask", 8: "8 is the diagonal alone"},
     why="output i depends on tokens 0 .. i, its own token included, so row i holds i + 1 ones: 1 + 2 + ... + 8 "
         "= 8 * 9 / 2 = 36, the lower triangle with its diagonal. 28 forgets the diagonal (a token always "
         "moves its own output); 64 is the encoder, where every output depends on every token.",
@@ -400,6 +402,8 @@ predict_integer(
     "How many parameters has a cross-attention sublayer (W_Q, W_K, W_V, W_O, each d_model x d_model with a "
     "bias, 2 heads) at d_model = 64?",
     lesson=LESSON, answer=_cross_attention_parameters,
+    mistakes={16384: "16,384 leaves out the four biases", 33280: "33,280 counts the weights once per head: the heads "
+              "split d_model, they add no parameters", 12480: "12,480 leaves out one of the four projections"},
     why="four d x d weight matrices, 4 * 64^2 = 16,384, and four bias vectors of d, 4 * 64 = 256: "
         "4 d^2 + 4 d = 16,640. Cross-attention has the same parameters as self-attention (only its keys and "
         "values read another sequence), and the heads split d_model into 2 x 32 without adding any.",

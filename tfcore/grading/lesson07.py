@@ -254,6 +254,8 @@ predict_integer(
     "GPT-2 small learns a position table with T_max = 1024 rows of d_model = 768. How many parameters does the "
     "table hold?",
     lesson=LESSON, answer=1024 * 768, unit=" parameters",
+    mistakes={786000: "close: the count is exact, 1024 x 768", 768: "768 is one row; the table has 1024",
+              1024: "1024 is the number of rows; each holds d_model = 768 numbers"},
     why="the table has one learned row of d_model numbers per position: 1024 x 768 = 786 432 parameters, 0.6 % of "
         "GPT-2 small's 124 M. It is the same size however long the training texts are, and it holds no row for "
         "position 1024 or beyond.",
@@ -265,6 +267,9 @@ predict_number(
     "In the sinusoidal table with d = 64, pair i turns at the frequency 10000^(-2i/d). How many positions does the "
     "slowest pair take to complete one turn?",
     lesson=LESSON, answer=2 * math.pi * 10000 ** (62 / 64), rel=0.05, unit=" positions",
+    mistakes={10000 ** (62 / 64): "that is 10000^(62/64) without the 2 pi: a turn takes 2 pi / omega positions",
+              2 * math.pi * 10000: "2 pi 10000 uses i = d/2; the last pair is i = d/2 - 1 = 31", 10000: "10000 is "
+              "the base, not a wavelength"},
     why="one turn takes 2 pi / omega_i = 2 pi 10000^(2i/d) positions, longest for the last pair, i = d/2 - 1 = 31: "
         "2 pi 10000^(62/64) = 2 pi x 7499 = 47 117. The exponent is (d - 2)/d, not 1, so it stays below "
         "2 pi 10000 = 62 832, the limit as d grows.",

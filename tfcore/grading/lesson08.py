@@ -357,6 +357,8 @@ predict_number(
     "For GPT-2 small (d = 768), at what sequence length T does one block's attention (4 B T^2 d FLOPs) cost as "
     "much as its projections (8 B T d^2) and MLP (16 B T d^2) together?",
     lesson=LESSON, answer=lambda: attention_overtakes_linear(768), rel=0.15, unit=" tokens",
+    mistakes={3072: "3072 = 4 d is where attention overtakes the MLP alone", 1536: "1536 = 2 d is where it overtakes "
+              "the projections alone", 768: "768 = d: T and d are not the crossover by themselves"},
     why="set 4 B T^2 d = (8 + 16) B T d^2 and divide by 4 B T d: T = 6 d = 6 * 768 = 4608 tokens, beyond "
         "GPT-2's 1024-token context. 3072 = 4 d is where attention overtakes the MLP alone; below T = 6 d the "
         "linear layers cost more.",
@@ -368,6 +370,9 @@ predict_number(
     "The KV cache of Llama 2 7B (32 layers, 32 heads of d_head = 128, every head with its own keys and values) "
     "for one sequence of 4096 tokens in fp16, in GiB",
     lesson=LESSON, answer=lambda: kv_cache_bytes(32, 1, 4096, 32, 128, 2) / 2 ** 30, rel=0.1, unit=" GiB",
+    mistakes={1: "1 GiB counts the keys only: the values take as much", 4: "4 GiB is fp32; fp16 takes 2 bytes",
+              0.5: "0.5 GiB is GQA with 8 KV heads; here every head has its own", 2048: "that is the size in MiB: the "
+              "question asks in GiB"},
     why="each layer stores a key and a value (the factor 2) for every token and every KV head: "
         "2 * 32 layers * 4096 tokens * 32 heads * 128 * 2 bytes = 2^31 bytes = 2 GiB, 512 KiB per token. "
         "Forgetting the values gives 1 GiB; fp32 would give 4 GiB; with GQA's 8 KV heads it would be 0.5 GiB.",

@@ -291,7 +291,9 @@ predict_number(
     "training.predict_initial_loss",
     "The loss (nats per character) of a fresh model, every weight drawn with standard deviation 0.02, "
     "over V = 65 characters",
-    lesson=LESSON, answer=_fresh_model_loss, abs=0.25, unit=" nats",
+    lesson=LESSON, answer=_fresh_model_loss, abs=0.25, unit=" nats", at_least=(0, "a cross-entropy is never negative"),
+    mistakes={math.log2(65): "that is log2 65, in bits: the loss is in nats (natural log)", 65: "65 is the "
+              "perplexity, exp(loss); the loss is its log"},
     why="weights of standard deviation 0.02 make every logit close to 0, so the softmax is close to uniform: each "
         "target gets p = 1/65 and the loss is -log(1/65) = ln 65 = 4.17 nats (perplexity 65, chance). The fresh "
         "model scores a little more, 4.195, because its logits are not exactly equal. Log base 2 (6.02 bits) "
@@ -319,6 +321,8 @@ predict_integer(
     'Nucleus sampling with top_p = 0.9 after "To be, or not to b": how many characters are kept? (the most '
     "likely: e 0.845, r 0.035, o 0.032, l 0.020, y 0.019, i 0.018)",
     lesson=LESSON, answer=_nucleus_size, unit=" characters",
+    mistakes={2: "2 stops before the token that crosses p: e and r add up to 0.880 < 0.9", 1: "1 is greedy; e alone "
+              "is 0.845 < 0.9"},
     why="top-p keeps the most likely tokens until their probabilities add up to at least p, the token that "
         "crosses p included: e alone is 0.845, e and r 0.880 (still below 0.9), and o brings 0.912, so e, r and "
         "o are kept (3 characters), then renormalised. Stopping before the crossing token (2) leaves less than p; "

@@ -395,7 +395,10 @@ predict_number(
     "diagnostics.predict_causal_uniform_entropy",
     "Under a causal mask, a head that spreads every row evenly over the keys it sees, on T = 64 tokens: its "
     "entropy averaged over the 64 rows (without a mask: log 64 = 4.16)",
-    lesson=LESSON, answer=_causal_uniform_entropy, abs=0.2, unit=" nats",
+    lesson=LESSON, answer=_causal_uniform_entropy, abs=0.2, unit=" nats", at_least=(0, "an entropy is never negative"),
+    mistakes={math.log(64): "log 64 is the last row's entropy (and every row's without the mask)", math.log(32.5):
+              "log 32.5 is the log of the mean key count: the mean of the logs is lower", math.log(64) / 2: "half of "
+              "log 64 is not it: the rows' logs are not spread linearly"},
     why="row i sees the i + 1 keys 0..i, so a uniform row there has entropy log(i + 1): 0 for row 0, log 2 for "
         "row 1, ..., log 64 only for the last row. The mean, log(64!) / 64 = 3.21 (about log 64 - 1 by "
         "Stirling), is the reference for a causal head; log 64 = 4.16 would make every causal head look about a "

@@ -11,8 +11,9 @@ Its cell holds the learner's answer, saved unanswered:
 None, and for any answer the expected value and the reasoning. Register one in
 ``tfcore/grading/lessonNN.py`` with one of
 
-    predict_number(ID, question, lesson=LESSON, answer=2.08, rel=0.25, why=..., hint=...)
-    predict_integer(ID, question, lesson=LESSON, answer=4096, why=..., hint=...)
+    predict_number(ID, question, lesson=LESSON, answer=2.08, rel=0.25, why=..., hint=...,
+                   mistakes={3.47: "that is ln 32, ..."}, at_least=(0, "an entropy is never negative"))
+    predict_integer(ID, question, lesson=LESSON, answer=4096, why=..., hint=..., mistakes={2048: "..."})
     predict_choice(ID, question, lesson=LESSON, options={"A": ..., "B": ...}, answer="B", why=..., hint=...)
 
 The grader does not run a lesson notebook: it reads each prediction from the notebook's text
@@ -51,14 +52,27 @@ class _Value:
 
 
 def _show(x: float) -> str:
-    """A number as the feedback shows it: 4 significant digits, integers in full."""
-    if float(x).is_integer() and abs(x) < 1e15:
-        return f"{int(x):,}".replace(",", " ")
+    """A number as the feedback shows it: 4 significant digits, integers (and numbers from 1000 on) in full."""
+    if (float(x).is_integer() or 1000 <= abs(x)) and abs(x) < 1e15:
+        return f"{round(x):,}".replace(",", " ")
     return f"{x:.4g}"
 
 
 def _number(value: Any) -> float | None:
-    """A finite real number from an int, float or NumPy scalar; None for anything else."""
+    """A finite real number from an int, float, NumPy scalar, one-element tensor, or a str that reads as a
+    number or a formula of numbers ("36", "1/3", "2**20"); None for anything else."""
+    import torch
+
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.dtype == torch.bool \
+            and not value.is_complex():
+        value = value.item()
+    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "iuf":
+        value = value.item()
+    if isinstance(value, str) and len(value) <= 80:
+        try:
+            value = literal(ast.parse(value.strip().replace("_", ""), mode="eval").body)
+        except (SyntaxError, Unreadable):
+            return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         return None
     x = float(value)
@@ -66,19 +80,35 @@ def _number(value: Any) -> float | None:
 
 
 def _not_answered(what: str, hint: str, got: Any = None) -> str:
-    head = "not answered yet: replace None with your prediction" if got is None else \
-        f"not answered yet: {got!r} is not {what}; write your prediction"
+    if got is None:
+        head = "not answered yet: replace None with your prediction"
+    elif isinstance(got, (float, np.floating)) and not math.isfinite(got):
+        head = f"not answered yet: {got!r} is not a finite number; write your prediction"
+    else:
+        head = f"not answered yet: {got!r} is not {what}; write your prediction"
     return f"{head} ({what}) and run the cell again. Think: {hint}"
 
 
+def _mistake(x: float, mistakes: dict[float, str], near: Callable[[float, float], bool]) -> str:
+    """": <what that answer means>" for the known mistake nearest ``x`` that ``x`` matches, else ""."""
+    hits = sorted((builtin_abs(x - m), text) for m, text in mistakes.items() if near(x, m))
+    return f": {hits[0][1]}" if hits else ""
+
+
 def predict_number(prediction_id: str, question: str, *, lesson: str, answer: float | Callable[[], float],
-                   rel: float | None = None, abs: float | None = None, why: str, hint: str, unit: str = "") -> None:
+                   rel: float | None = None, abs: float | None = None, why: str, hint: str, unit: str = "",
+                   mistakes: dict[float, str] | None = None, at_least: tuple[float, str] | None = None,
+                   fraction_of_percent: bool = False) -> None:
     """Register a prediction whose answer is a number, right within a relative or absolute band.
 
     answer: the value (or a function computing it, called once). rel: the relative tolerance
     (0.25 = within 25 %); abs: the absolute one (give one of the two; default rel=0.1). why:
     the reasoning, shown with every answer. hint: a nudge shown while unanswered (no spoiler).
-    unit: appended to numbers in the feedback (e.g. " nats", " bytes").
+    unit: appended to numbers in the feedback (e.g. " nats", " bytes"). mistakes: {value: what
+    that answer means}, named when a wrong answer lies within the band around it. at_least:
+    (bound, why): answers below the bound fail with ``why``, even inside the band (a negative
+    entropy). fraction_of_percent: the answer is a percentage, and the same value written as a
+    fraction (0.45 for 45 %) is right too.
     """
     if rel is not None and abs is not None:
         raise ValueError("give rel or abs, not both")
@@ -93,13 +123,21 @@ def predict_number(prediction_id: str, question: str, *, lesson: str, answer: fl
         if x is None:
             raise _grading().NotAttempted(_not_answered("a number", hint, given))
         ref = float(value.get())
-        tol = rel * builtin_abs(ref) if rel is not None else abs
+
+        def near(a: float, b: float) -> bool:
+            return builtin_abs(a - b) <= (rel * builtin_abs(b) if rel is not None else abs)
+
         c.cases += 1
         said = f"you predicted {_show(x)}{unit}, the value is {_show(ref)}{unit}"
-        if builtin_abs(x - ref) <= tol:
+        if at_least is not None and x < at_least[0]:
+            c.fail(f"{said}: {at_least[1]}. Why: {why}")
+        if near(x, ref):
             c.summary = f"right: {said} ({band}). Why: {why}"
+        elif fraction_of_percent and 0 < x <= 1 and near(100 * x, ref):
+            c.summary = f"right: you predicted {_show(x)} as a fraction, {_show(100 * x)}{unit}; the value is " \
+                        f"{_show(ref)}{unit} ({band}). Why: {why}"
         else:
-            c.fail(f"{said} (a prediction {band} passes). Why: {why}")
+            c.fail(f"{said}{_mistake(x, mistakes or {}, near)} (a prediction {band} passes). Why: {why}")
 
     _register(prediction_id, question, lesson, check)
 
@@ -108,8 +146,11 @@ builtin_abs = abs
 
 
 def predict_integer(prediction_id: str, question: str, *, lesson: str, answer: int | Callable[[], int],
-                    why: str, hint: str, unit: str = "") -> None:
-    """Register a prediction whose answer is a whole number, compared exactly (2**20 and 1e6 are accepted forms)."""
+                    why: str, hint: str, unit: str = "", mistakes: dict[int, str] | None = None) -> None:
+    """Register a prediction whose answer is a whole number, compared exactly (2**20 and 1e6 are accepted forms).
+
+    mistakes: {value: what that answer means}, named when the answer is that value.
+    """
     value = _Value(answer)
 
     def check(given: Any, c) -> None:
@@ -124,19 +165,38 @@ def predict_integer(prediction_id: str, question: str, *, lesson: str, answer: i
         if int(x) == ref:
             c.summary = f"right: {said}. Why: {why}"
         else:
-            c.fail(f"{said}. Why: {why}")
+            c.fail(f"{said}{_mistake(x, mistakes or {}, lambda a, b: a == b)}. Why: {why}")
 
     _register(prediction_id, question, lesson, check)
 
 
+_WHITESPACE = {" ": "a space", "\n": "a newline", "\t": "a tab"}  # a character answered as itself
+
+
+def _plain(text: str) -> str:
+    """An option's text compared loosely: case, spacing, an article in front, closing punctuation."""
+    text = " ".join(text.split()).lower().rstrip(".!")
+    return re.sub(r"^(a|an|the) ", "", text)
+
+
 def _label(value: Any, options: dict[str, str]) -> str | None:
-    """The option label ``value`` names: a label ("b", "(B)", "B.") or an option's text; None otherwise."""
+    """The option label ``value`` names: a label ("b", "(B)", "B."), an option's text, or both ("B) text",
+    "(b): text"); None otherwise, and None when a label and a text name different options."""
     if not isinstance(value, str):
         return None
+    value = _WHITESPACE.get(value, value)
     text = " ".join(value.split()).lower()
     bare = text.strip("().: ")
-    for label, option in options.items():
-        if bare == label.lower() or text == " ".join(option.split()).lower():
+    by_text = {_plain(option): label for label, option in options.items()}
+    for label in options:
+        if bare == label.lower():
+            return label
+    if _plain(value) in by_text:
+        return by_text[_plain(value)]
+    both = re.fullmatch(r"\(?([a-z])\s*[).:\-]\s*(.+)", text) or re.fullmatch(r"\(([a-z])\)\s*(.+)", text)
+    if both:
+        label = next((k for k in options if k.lower() == both.group(1)), None)
+        if label is not None and by_text.get(_plain(both.group(2))) == label:
             return label
     return None
 
@@ -182,7 +242,8 @@ class Unreadable(ValueError):
 
 
 _FUNCTIONS = {"log": math.log, "log2": math.log2, "log10": math.log10, "exp": math.exp, "sqrt": math.sqrt,
-              "lgamma": math.lgamma, "abs": builtin_abs}
+              "lgamma": math.lgamma, "abs": builtin_abs, "float": float, "int": int, "round": round,
+              "tensor": float, "float64": float, "float32": float, "int64": int}  # torch.tensor(36), np.float64(..)
 _CONSTANTS = {"pi": math.pi, "e": math.e}
 _OPERATORS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
               ast.Div: lambda a, b: a / b, ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b}
@@ -191,8 +252,10 @@ _OPERATORS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult
 def literal(node: ast.AST) -> Any:
     """The value of a typed answer: a number, str or None, or a short formula of numbers.
 
-    Allowed: + - * / // % **, and log, log2, log10, exp, sqrt, lgamma, abs, pi, e (bare or as
-    ``math.`` / ``np.``). Nothing runs but this arithmetic. Raises Unreadable otherwise.
+    Allowed: + - * / // % **, and log, log2, log10, exp, sqrt, lgamma, abs, float, int, round,
+    pi, e (bare or as ``math.`` / ``np.``), and a number wrapped in ``torch.tensor(...)``,
+    ``np.float64(...)`` and the like (read as the number). Nothing runs but this arithmetic.
+    Raises Unreadable otherwise.
     """
     if isinstance(node, ast.Constant) and (node.value is None or type(node.value) in (int, float, str, bool)):
         return node.value
@@ -224,7 +287,8 @@ def literal(node: ast.AST) -> Any:
 def _name(node: ast.AST) -> str | None:
     if isinstance(node, ast.Name):
         return node.id
-    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in ("math", "np", "numpy"):
+    modules = ("math", "np", "numpy", "torch")
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
         return node.attr
     return None
 

@@ -140,8 +140,16 @@ def state_dict(obj: Any) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in obj.state_dict().items()}
 
 
+def parameter_names(obj: Any) -> list[str]:
+    """The names of ``obj``'s parameters, as ``named_parameters`` gives them (buffers are not parameters)."""
+    if not isinstance(obj, torch.nn.Module):
+        raise TypeError(f"expected an nn.Module, got {type(obj).__name__}")
+    return [name for name, _ in obj.named_parameters()]
+
+
 INSPECTIONS: dict[str, Callable[[Any], Any]] = {
     "module_types": module_types, "hook_count": hook_count, "state_dict": state_dict,
+    "parameter_names": parameter_names,
 }
 
 
