@@ -11,7 +11,9 @@ ignore. Masks follow the one rule in ``tfcore.masks`` (its docstring), the same 
 
 from __future__ import annotations
 
+import math
 import re
+import warnings
 from typing import Callable, NamedTuple
 
 import matplotlib
@@ -24,7 +26,7 @@ matplotlib.use("Agg")
 from helpers import single_thread  # noqa: E402, F401 (autouse fixture: one thread for tiny tensors)
 
 from tfcore import attention, blocks, complexity, data, diagnostics, flash, heads, losses, masks, mlp, model, norms  # noqa: E402
-from tfcore import neurons  # noqa: E402
+from tfcore import capstone, checkpoints, extrapolation, neurons, sampling, threads, viz  # noqa: E402
 from tfcore import positions as pos  # noqa: E402
 from tfcore.viz import plots  # noqa: E402
 
@@ -63,12 +65,124 @@ BLOCK = blocks.Block(16, 4, 32)
 DEC_BLOCK = blocks.decoder_block(16, 4, 32)
 LOGITS, TARGETS = r(2, 5, 7), ids(2, 5, high=7)
 CHARS = data.CharTokenizer(list("abc"))
+ROPE = model.Transformer(model.with_changes(CFG, positions="rope")).eval()
+GPT_ARGS = dict(vocab_size=11, d_model=16, n_layers=1, n_heads=4, max_seq_len=16)
 NAN, INF = float("nan"), float("inf")
 
 
 def with_head_mask(m: heads.MultiHeadAttention, head_mask: torch.Tensor) -> heads.MultiHeadAttention:
     m.head_mask = head_mask
     return m
+
+
+# ------------------------------------------------------------------ helpers for the rows added in the second pass
+def hf_model(kind: str = "gpt2"):
+    """A tiny random transformers model (the row is skipped without transformers)."""
+    transformers = pytest.importorskip("transformers")
+    transformers.logging.set_verbosity_error()
+    torch.manual_seed(0)
+    if kind == "gpt2":
+        return transformers.GPT2LMHeadModel(transformers.GPT2Config(
+            vocab_size=11, n_positions=8, n_embd=8, n_layer=1, n_head=2, bos_token_id=None, eos_token_id=None)).eval()
+    return transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=11, hidden_size=8, intermediate_size=12, num_hidden_layers=1, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=8, bos_token_id=None, eos_token_id=None,
+        pad_token_id=None)).eval()
+
+
+def hf(name: str) -> Callable:
+    """``tfcore.hf.<name>`` (the row is skipped without transformers)."""
+    pytest.importorskip("transformers")
+    from tfcore import hf as tfcore_hf
+    return getattr(tfcore_hf, name)
+
+
+def from_hf_with(kind: str = "gpt2", drop: str | None = None, **put):
+    """from_hf of a tiny model's state dict with one key dropped or some keys replaced."""
+    from tfcore.hf import from_hf
+    m = hf_model(kind)
+    state = {k: v for k, v in m.state_dict().items() if k != drop}
+    return from_hf({**state, **put}, m.config)
+
+
+def from_hf_config(kind: str = "gpt2", **changes):
+    """from_hf of a tiny model's weights with a config that contradicts them."""
+    from tfcore.hf import from_hf
+    m = hf_model(kind)
+    return from_hf(m.state_dict(), type(m.config)(**{**m.config.to_dict(), **changes}))
+
+
+GPT_CFG = model.with_changes(CFG, mlp="gelu", d_ff=64)
+
+
+def gpt_state(**put) -> dict:
+    from tfcore.capstone import to_gpt
+    return {**to_gpt(model.Transformer(GPT_CFG)), **put}
+
+
+def gpt_state_without(name: str) -> dict:
+    return {k: v for k, v in gpt_state().items() if k != name}
+
+
+class Bigram(nn.Module):
+    """A plain nn.Module language model: ids (B, T) -> logits (B, T, V) (``out`` changes what it returns)."""
+
+    def __init__(self, vocab_size: int = 11, out: Callable | None = None):
+        super().__init__()
+        self.table, self.out = nn.Embedding(vocab_size, vocab_size), out
+
+    def forward(self, tokens):
+        logits = self.table(tokens)
+        return self.out(logits) if self.out else logits
+
+
+CORPUS = ids(300)
+
+
+def train_cfg(**changes):
+    from tfcore.train import TrainConfig
+    return TrainConfig(**{**dict(steps=2, batch_size=2, block_size=8, warmup_steps=1, eval_interval=0, eval_batches=1),
+                          **changes})
+
+
+def fit(m: nn.Module = None, data=CORPUS, val=None, **changes):
+    from tfcore.train import train
+    return train(Bigram() if m is None else m, train_cfg(**changes), data, val, progress=False)
+
+
+def file_with(content) -> str:
+    """A file in a fresh temporary folder holding ``content`` (bytes as they are, anything else torch.save'd)."""
+    import tempfile
+    path = f"{tempfile.mkdtemp(prefix='tfcore-bad-')}/file.pt"
+    if isinstance(content, bytes):
+        with open(path, "wb") as f:
+            f.write(content)
+    else:
+        torch.save(content, path)
+    return path
+
+
+def resume_with(first: nn.Module, second: nn.Module):
+    """Train ``first`` two steps into a fresh out_dir, then resume ``second`` from there."""
+    import tempfile
+    from tfcore.train import train
+    out = tempfile.mkdtemp(prefix="tfcore-bad-")
+    train(first, train_cfg(out_dir=out), CORPUS, progress=False)
+    return train(second, train_cfg(out_dir=out), CORPUS, progress=False, resume=True)
+
+
+def cli(*argv: str) -> None:
+    """``python -m tfcore.train ARGV``: argparse's refusal (exit status 2) as a ValueError with its message."""
+    import contextlib
+    import io
+    import tempfile
+    from tfcore import train_cli
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            train_cli.main([*argv, "--out-dir", tempfile.mkdtemp(prefix="tfcore-bad-"), "--no-progress"])
+        except SystemExit as e:
+            raise ValueError(f"exit status {e.code}: {err.getvalue()}") from None
 
 
 ROWS: list[Row] = [
@@ -526,10 +640,203 @@ ROWS: list[Row] = [
     Row("viz", "mask", lambda: plots.attention_heatmap(r(3, 3), mask=ones(3, 3, dtype=torch.long)), TypeError, "bool"),
     Row("viz", "mask", lambda: plots.attention_heatmap(r(3, 3), mask=ones(4, 4)), ValueError, "does not broadcast"),
     Row("viz", "highlight_row", lambda: plots.attention_heatmap(r(3, 3), highlight_row=5), ValueError, r"\[0, T_q=3\)"),
+    # ------------------------------------------------------------------------------------- sampling (and generate)
+    Row("sampling", "logits", lambda: sampling.sample(r(2, 0)), ValueError, "V=0"),
+    Row("sampling", "logits", lambda: sampling.sample(r(0, 7)), ValueError, "B=0"),
+    Row("sampling", "logits", lambda: sampling.sampling_probs(r(2, 0)), ValueError, "V=0"),
+    Row("sampling", "logits", lambda: sampling.sample(r(2, 3, 7)), ValueError, r"\(B, V\)"),
+    Row("sampling", "logits", lambda: sampling.sample(ids(2, 7)), TypeError, "floating-point"),
+    Row("sampling", "logits", lambda: sampling.sample([[1.0, 2.0]]), TypeError, "torch.Tensor"),
+    Row("sampling", "top_p", lambda: sampling.sample(r(2, 7), top_p=0.0), ValueError, r"\(0, 1\]"),
+    Row("sampling", "top_p", lambda: sampling.sample(r(2, 7), top_p=1.5), ValueError, r"\(0, 1\]"),
+    Row("sampling", "top_p", lambda: sampling.sampling_probs(r(2, 7), top_p=NAN), ValueError, "finite"),
+    Row("sampling", "top_k", lambda: sampling.sample(r(2, 7), top_k=8), ValueError, "vocab_size=7"),
+    Row("sampling", "top_k", lambda: sampling.sampling_probs(r(2, 7), top_k=2.5), ValueError, "integer"),
+    Row("sampling", "temperature", lambda: sampling.sampling_probs(r(2, 7), temperature=0), ValueError, "greedy"),
+    Row("sampling", "temperature", lambda: sampling.sample(r(2, 7), temperature=INF), ValueError, "finite"),
+    Row("sampling", "prompt", lambda: DEC.generate(torch.tensor([[11]]), 2), ValueError,
+        r"ids from 11 to 11.*vocab_size=11"),
+    Row("sampling", "prompt", lambda: DEC.generate(torch.tensor([[-1, 2]]), 2), ValueError, "ids from -1"),
+    Row("sampling", "use_cache", lambda: DEC.generate(TOK, 2, use_cache="no"), TypeError, "True or False"),
+    Row("sampling", "top_p", lambda: DEC.generate(TOK, 2, top_p=0.0), ValueError, r"\(0, 1\]"),
+    Row("sampling", "top_k", lambda: DEC.generate(TOK, 2, top_k=12), ValueError, "vocab_size=11"),
+    # ------------------------------------------------------------------------------------- model (forward's checks)
+    Row("model", "source", lambda: SEQ2SEQ(TOK, source=torch.full((2, 3), 11)), ValueError, "source holds ids from 11"),
+    Row("model", "memory", lambda: SEQ2SEQ(TOK, memory=ids(2, 3, 16)), TypeError, "floating-point"),
+    Row("model", "memory", lambda: SEQ2SEQ(TOK, memory=r(2, 0, 16)), ValueError, "T_src=0"),
+    Row("model", "lengths", lambda: DEC(TOK, lengths="ab"), TypeError, "list of integers"),
+    # ------------------------------------------------------------------------------------- neurons
+    Row("neurons", "tokens", lambda: neurons.unit_activations(DEC, ids(1, 17), 0), ValueError, "T=17.*max_seq_len=16"),
+    Row("neurons", "tokens", lambda: neurons.unit_activations(DEC, torch.tensor([[11]]), 0), ValueError,
+        "ids from 11 to 11"),
+    Row("neurons", "units", lambda: neurons.ablate_units(DEC, 0, True).__enter__(), ValueError, "integer"),
+    Row("neurons", "model", lambda: neurons.top_activations(nn.Linear(2, 2), TOK, 0), TypeError, "Transformer"),
+    # ------------------------------------------------------------------------------------- extrapolation
+    Row("extrapolation", "n_heads", lambda: extrapolation.LengthExperiment(d_model=48, n_heads=5), ValueError,
+        "must divide d_model=48"),
+    Row("extrapolation", "exp", lambda: extrapolation.held_out_windows(ids(100), {"eval_len": 8}), TypeError,
+        "LengthExperiment"),
+    Row("extrapolation", "windows", lambda: extrapolation.loss_by_position(DEC, ids(3, 1)), ValueError, "at least 2"),
+    Row("extrapolation", "windows", lambda: extrapolation.loss_by_position(DEC, ids(3, 9, high=20)), ValueError,
+        "vocab_size=11"),
+    Row("extrapolation", "length", lambda: extrapolation.loss_by_position(DEC, ids(3, 20)), ValueError,
+        "max_seq_len=16"),
+    Row("extrapolation", "model", lambda: extrapolation.loss_by_position(ENC, ids(3, 9)), ValueError,
+        "architecture='encoder'"),
+    Row("extrapolation", "model", lambda: extrapolation.loss_by_position(nn.Linear(2, 2), ids(3, 9)), ValueError,
+        "got Linear"),
+    Row("extrapolation", "base", lambda: extrapolation.ntk_base(0.0, 2.0, 8), ValueError, r"\(0, inf\)"),
+    Row("extrapolation", "base", lambda: extrapolation.ntk_base(NAN, 2.0, 8), ValueError, "finite"),
+    Row("extrapolation", "base", lambda: extrapolation.ntk_base("1e4", 2.0, 8), ValueError, "finite number"),
+    Row("extrapolation", "factor", lambda: extrapolation.ntk_base(1e4, -2.0, 8), ValueError, r"\(0, inf\)"),
+    Row("extrapolation", "factor", lambda: extrapolation.ntk_base(1e4, INF, 8), ValueError, "finite"),
+    Row("extrapolation", "bases", lambda: extrapolation.rope_base_curves(ROPE, ids(3, 9), [100.0, 0.0]), ValueError,
+        r"bases\[1\] must lie in \(0, inf\)"),
+    Row("extrapolation", "bases", lambda: extrapolation.rope_base_curves(ROPE, ids(3, 9), 100.0), TypeError,
+        "sequence of numbers"),
+    Row("extrapolation", "seeds", lambda: extrapolation.length_sweep(ids(99), ids(99), 11, ["rope"], []), ValueError,
+        "empty"),
+    Row("extrapolation", "schemes", lambda: extrapolation.length_sweep(ids(99), ids(99), 11, [], [0]), ValueError,
+        "empty"),
+    Row("extrapolation", "schemes", lambda: extrapolation.length_sweep(ids(99), ids(99), 11, "rope", [0]), TypeError,
+        "list of names"),
+    Row("extrapolation", "schemes", lambda: extrapolation.length_sweep(ids(99), ids(99), 11, ["rope", "rotary"], [0]),
+        ValueError, "'rotary'"),
+    Row("extrapolation", "rope_bases",
+        lambda: extrapolation.length_sweep(ids(99), ids(99), 11, ["rope"], [0], rope_bases=[-1.0]), ValueError,
+        r"\(0, inf\)"),
+    # ------------------------------------------------------------------------------------- threads
+    Row("threads", "work", lambda: threads.threads_for(-1), ValueError, ">= 0"),
+    Row("threads", "work", lambda: threads.threads_for(2.5), ValueError, "integer"),
+    Row("threads", "work", lambda: threads.threads_for("10"), ValueError, "integer"),
+    Row("threads", "available", lambda: threads.threads_for(10, 0), ValueError, "positive integer"),
+    Row("threads", "n", lambda: threads.set_threads(0), ValueError, "positive integer"),
+    Row("threads", "n", lambda: threads.intra_op_threads(1.5).__enter__(), ValueError, "positive integer"),
+    Row("threads", "model", lambda: threads.widest_linear(nn.ReLU()), ValueError, "no nn.Linear"),
+    Row("threads", "model", lambda: threads.widest_linear(3), TypeError, "nn.Module"),
+    Row("threads", "new_tokens", lambda: threads.largest_operation(CFG, 10, -1, 4), ValueError, "positive integer"),
+    Row("threads", "t_k", lambda: threads.largest_operation(CFG, 10, 1, 0), ValueError, "positive integer"),
+    Row("threads", "widest", lambda: threads.largest_operation(CFG, 0, 1, 1), ValueError, "positive integer"),
+    Row("threads", "config", lambda: threads.largest_operation(None, 10, 1, 1), TypeError, "TransformerConfig"),
+    # ------------------------------------------------------------------------------------- capstone
+    *[Row("capstone", name, lambda name=name, v=v: capstone.parameter_table(**{**GPT_ARGS, name: v}), ValueError,
+          "positive integer")
+      for name, v in (("vocab_size", 0), ("d_model", -1), ("n_layers", 0), ("max_seq_len", 2.5), ("n_heads", True))],
+    Row("capstone", "n_heads", lambda: capstone.parameter_table(**{**GPT_ARGS, "n_heads": 5}), ValueError,
+        "must divide d_model=16"),
+    Row("capstone", "config", lambda: capstone.require_gpt_shaped(DEC), TypeError, "TransformerConfig"),
+    Row("capstone", "model", lambda: capstone.to_gpt(nn.Linear(2, 2)), TypeError, "Transformer"),
+    Row("capstone", "state", lambda: capstone.from_gpt(DEC, 4), TypeError, "state_dict"),
+    Row("capstone", "tok_emb.weight", lambda: capstone.from_gpt(gpt_state(**{"tok_emb.weight": r(11)}), 4), ValueError,
+        r"\(rows, d_model\)"),
+    Row("capstone", "tok_emb.weight", lambda: capstone.from_gpt(gpt_state(**{"tok_emb.weight": ids(11, 16)}), 4),
+        TypeError, "floating-point"),
+    Row("capstone", "ln_f.weight", lambda: capstone.from_gpt(gpt_state(**{"ln_f.weight": [1.0] * 16}), 4), TypeError,
+        "torch.Tensor"),
+    Row("capstone", "head.weight", lambda: capstone.from_gpt(gpt_state(**{"head.weight": r(11, 16)}), 4), ValueError,
+        "would be dropped"),
+    Row("capstone", "blocks.0.attn.extra.bias",
+        lambda: capstone.from_gpt(gpt_state(**{"blocks.0.attn.extra.bias": r(16)}), 4), ValueError, "does not have"),
+    Row("capstone", "blocks.0.ln1.weight", lambda: capstone.from_gpt(gpt_state_without("blocks.0.ln1.weight"), 4),
+        KeyError, r"expected shape \(16,\)"),
+    # ------------------------------------------------------------------------------------- hf
+    Row("hf", "transformer.h.0.ln_1.weight", lambda: from_hf_with(drop="transformer.h.0.ln_1.weight"), ValueError,
+        "missing"),
+    Row("hf", "transformer.h.0.extra", lambda: from_hf_with(**{"transformer.h.0.extra": r(3)}), ValueError, "unused"),
+    Row("hf", "transformer.h.0.mlp.c_fc.weight", lambda: from_hf_with(**{"transformer.h.0.mlp.c_fc.weight": r(32, 8)}),
+        ValueError, r"shape \(32, 8\).*need \(8, 32\)"),
+    Row("hf", "transformer.wte.weight", lambda: from_hf_with(**{"transformer.wte.weight": ids(11, 8)}), TypeError,
+        "floating-point"),
+    Row("hf", "transformer.h.0.ln_1.weight", lambda: from_hf_with(**{"transformer.h.0.ln_1.weight": [1.0] * 8}),
+        TypeError, "torch.Tensor"),
+    Row("hf", "model_type", lambda: hf("from_hf")({}, type("OtherConfig", (), {"model_type": "gpt_neo"})()), ValueError,
+        "supported: gpt2"),
+    Row("hf", "hf_config", lambda: hf("from_hf")(hf_model().state_dict()), ValueError, "a state dict needs hf_config"),
+    Row("hf", "hf_config", lambda: from_hf_config(n_head=3), ValueError, r"n_heads is n_head"),
+    Row("hf", "hf_config", lambda: from_hf_config(layer_norm_epsilon=-1e-5), ValueError,
+        "norm_eps is layer_norm_epsilon"),
+    Row("hf", "hf_config", lambda: from_hf_config("llama", num_key_value_heads=3), ValueError,
+        "n_kv_heads is num_key_value_heads"),
+    Row("hf", "transformer.h.1.ln_1.weight", lambda: from_hf_config(n_layer=2), ValueError, "missing"),
+    Row("hf", "transformer.wte.weight", lambda: from_hf_config(vocab_size=12), ValueError, r"need \(12, 8\)"),
+    Row("hf", "model", lambda: hf("to_hf")(nn.Linear(2, 2)), TypeError, "Transformer"),
+    Row("hf", "n_layers", lambda: hf("gpt2_small_random")(n_layers=2), ValueError, "not GPT2Config fields"),
+    Row("hf", "n_head", lambda: hf("gpt2_small_random")(n_embd=10, n_head=3), ValueError, "must divide n_embd=10"),
+    # ------------------------------------------------------------------------------------- train (any nn.Module)
+    Row("train", "train_data", lambda: fit(Bigram(vocab_size=5)), ValueError, "vocabulary must cover"),
+    Row("train", "train_data", lambda: fit(data=CORPUS.float()), TypeError, "token ids"),
+    Row("train", "train_data", lambda: fit(data=CORPUS.bool()), TypeError, "token ids"),
+    Row("train", "train_data", lambda: fit(data=CORPUS.view(10, 30)), ValueError, r"1-D tensor of ids \(N,\)"),
+    Row("train", "train_data", lambda: fit(data=CORPUS[:5]), ValueError, "too few for block_size=8"),
+    Row("train", "train_data", lambda: fit(data=CORPUS - 5), ValueError, "negative token ids"),
+    Row("train", "train_data", lambda: fit(model.Transformer(CFG), data=ids(300, high=12)), ValueError,
+        "ids from 0 to 11.*vocab_size=11"),
+    Row("train", "val_data", lambda: fit(val=ids(4)), ValueError, "too few"),
+    Row("train", "train_data", lambda: fit(data=lambda b, g: ids(b, 8)), ValueError, r"\(inputs, targets\)"),
+    Row("train", "dtype", lambda: fit(Bigram(out=lambda y: y.argmax(-1, keepdim=True).expand_as(y).clone())), TypeError,
+        "floating-point logits"),
+    Row("train", "model", lambda: fit(nn.Sequential(nn.Embedding(11, 11).requires_grad_(False))), ValueError,
+        "no trainable parameters"),
+    Row("train", "callbacks", lambda: __import__("tfcore.train", fromlist=["train"]).train(
+        Bigram(), train_cfg(), CORPUS, callbacks=[3], progress=False), TypeError, "list of functions"),
+    Row("train", "mask_id", lambda: fit(ENC, objective="mlm", mask_id=11), ValueError, r"\[0, vocab_size=11\)"),
+    *[Row("train", f"TrainConfig.{name}", lambda name=name, v=v: train_cfg(**{name: v}), ValueError, expected)
+      for name, v, expected in (("device", "gpu", "torch device"), ("backend", "fast", "'sdpa'"),
+                                ("compile", "yes", "True or False"), ("fused_adamw", "yes", "True, False or None"),
+                                ("sample_prompt", 3, "a string"), ("out_dir", 3, "folder path"),
+                                ("time_budget", 0, "> 0"), ("time_budget", NAN, "> 0"),
+                                ("checkpoint_interval", -1, ">= 0"), ("checkpoint_interval", 2.5, ">= 0"))],
+    Row("train", "time-budget", lambda: cli("--time-budget", "0", "--steps", "1"), ValueError, "time_budget"),
+    Row("train", "time-budget", lambda: cli("--time-budget", "-5", "--steps", "1"), ValueError, "> 0"),
+    Row("train", "checkpoint-interval", lambda: cli("--checkpoint-interval", "-1", "--steps", "1"), ValueError, ">= 0"),
+    Row("train", "steps", lambda: cli("--steps", "0"), ValueError, "positive integer"),
+    # ------------------------------------------------------------------------------------- checkpoints
+    Row("checkpoints", "file.pt", lambda: checkpoints.load_checkpoint(file_with(b"hello")), checkpoints.CheckpointError,
+        "truncated or corrupt"),
+    Row("checkpoints", "file.pt", lambda: checkpoints.read_checkpoint(file_with({"a": 1})), checkpoints.CheckpointError,
+        "not a training checkpoint"),
+    Row("checkpoints", "file.pt", lambda: checkpoints.model_from_checkpoint(file_with(b"hello")),
+        checkpoints.CheckpointError, "truncated or corrupt"),
+    Row("checkpoints", "file.pt", lambda: checkpoints.model_from_checkpoint(file_with(DEC.state_dict())),
+        checkpoints.CheckpointError, "bare state_dict"),
+    Row("checkpoints", "file.pt", lambda: checkpoints.pretrained(file_with(b"hello")), checkpoints.CheckpointError,
+        "truncated or corrupt"),
+    Row("checkpoints", "file.pt", lambda: checkpoints.pretrained(file_with({"model_config": None, "model": {}})),
+        checkpoints.CheckpointError, "not a tfcore Transformer"),
+    Row("checkpoints", "model", lambda: checkpoints.save_weights(file_with(b""), nn.Linear(2, 2), "x", None), TypeError,
+        "Transformer"),
+    Row("checkpoints", "model", lambda: resume_with(Bigram(), Bigram(vocab_size=12)), checkpoints.CheckpointError,
+        "does not fit this model"),
+    Row("checkpoints", "model", lambda: resume_with(Bigram(), model.Transformer(CFG)), checkpoints.CheckpointError,
+        "another nn.Module -> a tfcore Transformer"),
+    # ------------------------------------------------------------------------------------- viz (the lesson widgets)
+    Row("viz", "along", lambda: viz.NeuronExplorer(along=NAN), ValueError, "finite"),
+    Row("viz", "across", lambda: viz.NeuronExplorer(across="1"), ValueError, "finite number"),
+    Row("viz", "d_model", lambda: viz.NeuronExplorer(d_model=2.5), ValueError, "at least 2, an integer"),
+    Row("viz", "dpi", lambda: viz.NeuronExplorer(dpi=0), ValueError, r"\(0, inf\)"),
+    Row("viz", "values", lambda: viz.NormExplorer([NAN, 1.0]), ValueError, r"values\[0\] must be a finite number"),
+    Row("viz", "values", lambda: viz.NormExplorer(["a", 1.0]), ValueError, "finite number"),
+    Row("viz", "values", lambda: viz.NormExplorer(3.0), TypeError, "sequence of 2 to 12"),
+    Row("viz", "values", lambda: viz.NormExplorer(torch.ones(2, 3)), TypeError, "sequence of 2 to 12"),
+    Row("viz", "scale", lambda: viz.NormExplorer(scale=NAN), ValueError, "finite"),
+    Row("viz", "d_head", lambda: viz.RopeExplorer(d_head=4.0), ValueError, "even and at least 2, an integer"),
+    Row("viz", "query_pos", lambda: viz.RopeExplorer(query_pos=2.5), ValueError, r"\[0, max_pos=48\], an integer"),
+    Row("viz", "max_pos", lambda: viz.RopeExplorer(0, 0, max_pos=0), ValueError, ">= 1"),
+    Row("viz", "base", lambda: viz.RopeExplorer(base=-1.0), ValueError, r"\(0, inf\)"),
+    Row("viz", "dpi", lambda: viz.RopeExplorer(dpi=0), ValueError, r"\(0, inf\)"),
+    Row("viz", "batch", lambda: viz.CostCalculator(batch=0), ValueError, r"\[1, 65536\]"),
+    Row("viz", "batch", lambda: viz.CostCalculator(batch=10**6), ValueError, r"\[1, 65536\]"),
+    Row("viz", "batch", lambda: viz.CostCalculator(batch=2.5), ValueError, "integer"),
+    Row("viz", "columns", lambda: viz.Table([], []), ValueError, "non-empty"),
+    Row("viz", "columns", lambda: viz.Table("ab", [[1, 2]]), ValueError, "one string per column"),
+    Row("viz", "rows", lambda: viz.Table(["a"], "xy"), TypeError, "list of rows"),
+    Row("viz", "rows", lambda: viz.Table(["a", "b"], [1, 2]), TypeError, "list of rows"),
+    Row("viz", "rows", lambda: viz.Table(["a", "b"], [[1]]), ValueError, r"rows\[0\] has 1 values"),
 ]
 
 PUBLIC_MODULES = {"attention", "masks", "heads", "mlp", "norms", "positions", "blocks", "model", "complexity", "data",
-                  "losses", "diagnostics", "flash", "viz", "neurons"}
+                  "losses", "diagnostics", "flash", "viz", "neurons", "sampling", "extrapolation", "threads",
+                  "capstone", "hf", "train", "checkpoints"}
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[f"{n:03d}-{row.module}-{row.arg}" for n, row in enumerate(ROWS)])
@@ -556,3 +863,111 @@ def test_no_refused_call_left_a_cache_half_written():
     with pytest.raises(ValueError, match="does not broadcast"):
         MHA(r(2, 1, 16), mask=ones(2, 1, 1, 9), cache=cache)
     assert cache.length == 3
+
+
+# ------------------------------------------------------------------ valid edge cases next to the checks added above
+# Each checks the call against something computed another way, so a check that refuses too much, or a
+# fix that changed the result, fails here.
+
+
+def test_sampling_edges_keep_their_meaning():
+    logits = r(1, 7)  # batch 1
+    reference = torch.softmax(logits, dim=-1)
+    torch.testing.assert_close(sampling.sampling_probs(logits, top_p=1.0), reference)  # p = 1: no truncation
+    torch.testing.assert_close(sampling.sampling_probs(logits, top_k=7), reference)  # k = V: no truncation
+    assert torch.equal(sampling.sample(logits, temperature=0), logits.argmax(-1, keepdim=True))
+    assert sampling.sample(r(3, 1)).tolist() == [[0], [0], [0]]  # V = 1: the only token
+
+
+def test_generate_edges():
+    prompt = ids(1, 1)  # batch 1, T = 1
+    assert torch.equal(DEC.generate(prompt, 0), prompt)
+    cached = DEC.generate(prompt, 5, temperature=0)
+    assert torch.equal(cached, DEC.generate(prompt, 5, temperature=0, use_cache=False))
+    assert cached.shape == (1, 6) and torch.equal(DEC.generate(prompt[0], 5, temperature=0), cached)
+
+
+def test_forward_edges_memory_and_list_lengths():
+    source = ids(2, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(SEQ2SEQ(TOK, memory=SEQ2SEQ.encode(source)), SEQ2SEQ(TOK, source=source))
+        torch.testing.assert_close(DEC(TOK, lengths=[6, 3]), DEC(TOK, lengths=torch.tensor([6, 3])))
+
+
+def test_neurons_edges():
+    full = ids(1, 16)  # T = max_seq_len
+    assert neurons.unit_activations(DEC, full, 0).shape == (1, 16, 64)
+    with torch.no_grad():
+        before = DEC(TOK)
+        with neurons.ablate_units(DEC, 0, []):  # nothing ablated: the same logits
+            assert torch.equal(DEC(TOK), before)
+
+
+def test_extrapolation_edges():
+    windows = ids(3, 2)  # T + 1 = 2: one input and its target
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(DEC(windows[:, :1])[:, 0], windows[:, 1])
+    torch.testing.assert_close(extrapolation.loss_by_position(DEC, windows), expected.reshape(1))
+    assert extrapolation.ntk_base(500.0, 1.0, 8) == 500.0  # factor 1: the base unchanged
+
+
+def test_threads_edges():
+    assert threads.threads_for(0) == 1
+    assert threads.largest_operation(CFG, 7, 1, 1) == max(7, 2 * CFG.n_heads * CFG.d_head)
+    assert threads.widest_linear(nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 5))) == 20
+
+
+def test_from_gpt_ignores_buffers_and_a_tied_head():
+    """A learner's GPT may hold a causal-mask buffer (even one named attn.bias, as nanoGPT does) and a
+    head tied to tok_emb: neither is a parameter to drop."""
+    tf = model.Transformer(GPT_CFG).eval()
+    state = capstone.to_gpt(tf)
+    state = {**state, "blocks.0.attn.bias": torch.ones(1, 1, 16, 16).tril(),
+             "blocks.0.attn.mask": torch.ones(16, 16, dtype=torch.bool), "head.weight": state["tok_emb.weight"].clone()}
+    with torch.no_grad():
+        torch.testing.assert_close(capstone.from_gpt(state, 4)(TOK), tf(TOK))
+    assert len(capstone.parameter_table(**{**GPT_ARGS, "n_layers": 2})) == 4 + 2 * 16
+
+
+def test_gpt2_small_random_takes_gpt2config_fields():
+    pytest.importorskip("transformers")
+    from tfcore.hf import gpt2_small_random
+    m = gpt2_small_random(n_layer=1, n_embd=8, n_head=2, vocab_size=11, n_positions=8)
+    assert (m.config.n_layer, m.config.n_embd, len(m.transformer.h)) == (1, 8, 1)
+
+
+def test_train_edges():
+    short = ids(8 + 2)  # block_size + 2 tokens: the shortest corpus with a window to draw
+    result = fit(data=short, val=short)
+    assert result.steps == 2 and all(math.isfinite(v) for v in result.losses)
+
+    def as_lists(batch_size, generator):  # a sampler returning a list is a batch too
+        x = torch.randint(11, (batch_size, 9), generator=generator)
+        return [x[:, :-1], x[:, 1:]]
+
+    assert fit(data=as_lists).steps == 2
+
+
+def test_checkpoint_edges(tmp_path):
+    tf = model.Transformer(CFG)
+    from tfcore.train import train
+    train(tf, train_cfg(out_dir=str(tmp_path)), CORPUS, progress=False)
+    back = checkpoints.model_from_checkpoint(tmp_path / "ckpt.pt")
+    assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), tf.state_dict().values()))
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        checkpoints.load_checkpoint(tmp_path / "none.pt")
+
+
+def test_widget_edges():
+    import numpy as np
+    values = [1.0, -2.0, 0.5]
+    a, b = viz.NormExplorer(np.array(values)), viz.NormExplorer(torch.tensor(values))
+    np.testing.assert_allclose(a.x, values)
+    np.testing.assert_allclose(b.x, values)
+    rope = viz.RopeExplorer(0, 1, max_pos=1)
+    assert rope.scores.shape == (2, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the largest batch once overflowed int64 in the plot limits
+        assert viz.CostCalculator(batch=65536).batch.value == 65536
+    assert viz.Table(["a", "b"], [("x", 1)]).rows == [["x", 1]]
+    assert viz.Table(["a"], []).rows == []

@@ -23,9 +23,12 @@ Heads are the consecutive ``d_head``-wide slices of a projection's outputs (``sp
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import Tensor
 
+from tfcore._checks import require_float, require_ndim, require_positive_int, require_tensor
 from tfcore.model import Transformer, TransformerConfig
 
 SHIPPED = "shakespeare-char-cpu"  # the trained model the learner loads (tfcore/weights/shakespeare-char-cpu.pt)
@@ -38,6 +41,8 @@ _FIXED = dict(architecture="decoder", norm="layer", placement="pre", mlp="gelu",
 
 def require_gpt_shaped(config: TransformerConfig) -> None:
     """Raise ``ValueError`` naming the field unless ``config`` is a model the capstone GPT can hold."""
+    if not isinstance(config, TransformerConfig):
+        raise TypeError(f"config must be a TransformerConfig (model.config), got {type(config).__name__}")
     for name, value in _FIXED.items():
         if getattr(config, name) != value:
             raise ValueError(f"the capstone GPT has {name}={value!r}, but this model has {name}={getattr(config, name)!r}")
@@ -62,6 +67,11 @@ def parameter_table(vocab_size: int, d_model: int, n_layers: int, n_heads: int, 
     n_heads does not change any shape (heads are slices of the projections); it is an argument so
     that the table is called with the same arguments as the GPT.
     """
+    for name, value in (("vocab_size", vocab_size), ("d_model", d_model), ("n_layers", n_layers),
+                        ("n_heads", n_heads), ("max_seq_len", max_seq_len)):
+        require_positive_int(name, value)
+    if d_model % n_heads:
+        raise ValueError(f"n_heads={n_heads} must divide d_model={d_model} (d_head = d_model / n_heads)")
     d, d_ff = d_model, 4 * d_model
     table: dict[str, tuple[int, ...]] = {"tok_emb.weight": (vocab_size, d), "pos_emb.weight": (max_seq_len, d)}
     for i in range(n_layers):
@@ -92,6 +102,8 @@ def to_gpt(model: Transformer, fused_qkv: bool = False) -> dict[str, Tensor]:
     ``GPT(**gpt_args(model.config)).load_state_dict(to_gpt(model))`` gives the learner's model
     the same function as ``model``.
     """
+    if not isinstance(model, Transformer):
+        raise TypeError(f"model must be a tfcore Transformer, got {type(model).__name__}")
     c = model.config
     require_gpt_shaped(c)
     src = {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()}
@@ -118,9 +130,13 @@ def from_gpt(state: dict[str, Tensor], n_heads: int) -> Transformer:
     ``pos_emb.weight``, n_layers from the block indices); n_heads is not visible in any shape.
     A fused ``attn.qkv`` is split into its three projections.
     """
+    if not isinstance(state, Mapping):
+        raise TypeError(f"state must be a capstone GPT's state_dict() (a dict of tensors), got {type(state).__name__}")
     missing = [k for k in ("tok_emb.weight", "pos_emb.weight") if k not in state]
     if missing:
         raise KeyError(f"state has no {missing[0]!r}: is it a capstone GPT's state_dict()?")
+    for name in ("tok_emb.weight", "pos_emb.weight"):
+        require_ndim(name, state[name], 2, "(rows, d_model)")
     vocab_size, d_model = state["tok_emb.weight"].shape
     max_seq_len = state["pos_emb.weight"].shape[0]
     n_layers = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
@@ -131,8 +147,14 @@ def from_gpt(state: dict[str, Tensor], n_heads: int) -> Transformer:
     for name, shape in expected.items():
         if name not in state:
             raise KeyError(f"state has no {name!r} (expected shape {shape})")
+        require_tensor(name, state[name])
+        require_float(name, state[name])
         if tuple(state[name].shape) != shape:
             raise ValueError(f"{name} has shape {tuple(state[name].shape)}, expected {shape}")
+    unused = [name for name in state if name not in expected and _is_parameter_like(name, state[name], state)]
+    if unused:
+        raise ValueError(f"state has parameters the capstone GPT does not have: {', '.join(unused)} (they would "
+                         f"be dropped; expected the {len(expected)} names of parameter_table)")
     src = {k: state[k].detach().float().cpu() for k in expected}
     out = {"embed.weight": src["tok_emb.weight"], "unembed.weight": src["tok_emb.weight"],
            "positions.table.weight": src["pos_emb.weight"],
@@ -150,6 +172,17 @@ def from_gpt(state: dict[str, Tensor], n_heads: int) -> Transformer:
     model = Transformer(config)
     model.load_state_dict(out)
     return model.eval()
+
+
+def _is_parameter_like(name: str, value: object, state: dict) -> bool:
+    """An extra entry ``from_gpt`` must not drop: a float ``.weight`` other than a tied copy of the token
+    embedding, or a 1-D float ``.bias``. Buffers (a causal mask, even one named ``attn.bias``) are ignored."""
+    if not isinstance(value, Tensor) or not value.is_floating_point():
+        return False
+    if name.endswith(".weight"):
+        tok = state["tok_emb.weight"]
+        return not (value.shape == tok.shape and torch.equal(value, tok))
+    return name.endswith(".bias") and value.dim() == 1
 
 
 def shipped_model() -> Transformer:

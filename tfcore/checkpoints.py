@@ -141,17 +141,25 @@ def save_checkpoint(path: str | os.PathLike, state: TrainState, data_generator: 
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint written by ``save_checkpoint`` (plain tensors and Python values only)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Read a checkpoint written by ``save_checkpoint`` (plain tensors and Python values only).
+
+    A file torch cannot read raises ``CheckpointError`` naming it; ``read_checkpoint`` also checks
+    that the file holds a training checkpoint."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # a truncated zip, garbage bytes, a file of another kind: all the same to us
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CheckpointError(f"{path} is truncated or corrupt ({type(e).__name__}: {reason[:200]})") from e
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """``load_checkpoint``, or a ``CheckpointError`` naming the file and what is wrong with it."""
     try:
         ckpt = load_checkpoint(path)
-    except Exception as e:  # a truncated zip, garbage bytes, a file of another kind: all the same to us
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise CheckpointError(f"{path} is truncated or corrupt ({type(e).__name__}: {reason[:200]})") from e
+    except FileNotFoundError as e:
+        raise CheckpointError(f"{path} is missing") from e
     missing = [k for k in _REQUIRED if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise CheckpointError(f"{path} is not a training checkpoint (no {', '.join(missing)})")
@@ -228,13 +236,16 @@ def _known_fields(cls: type, saved: dict) -> dict:
 
 def model_from_checkpoint(path: str | os.PathLike) -> Transformer:
     """Rebuild the model a checkpoint was taken from, weights included."""
-    return _model_from(load_checkpoint(path))
+    return _model_from(load_checkpoint(path), path)
 
 
-def _model_from(saved: dict) -> Transformer:
-    """A Transformer built from a saved ``model_config`` with the saved ``model`` weights."""
-    if saved.get("model_config") is None:
-        raise CheckpointError("this checkpoint holds a model that is not a tfcore Transformer: build that model "
+def _model_from(saved: dict, path: str | os.PathLike) -> Transformer:
+    """A Transformer built from a saved ``model_config`` with the saved ``model`` weights (read from ``path``)."""
+    if not isinstance(saved, dict) or "model" not in saved or "model_config" not in saved:
+        raise CheckpointError(f"{path} holds no model_config and model: it is not a file written by "
+                              "save_checkpoint or save_weights (a bare state_dict? load it into your model)")
+    if saved["model_config"] is None:
+        raise CheckpointError(f"{path} holds a model that is not a tfcore Transformer: build that model "
                               "yourself and load the checkpoint's 'model' state dict into it")
     model = Transformer(TransformerConfig(**saved["model_config"]))
     model.load_state_dict(saved["model"])
@@ -243,6 +254,9 @@ def _model_from(saved: dict) -> Transformer:
 
 def save_weights(path: str | os.PathLike, model: Transformer, preset: str, result: TrainResult) -> None:
     """Write a trained model for ``pretrained``: config, fp32 weights and the run's loss history."""
+    if not isinstance(model, Transformer):
+        raise TypeError(f"model must be a tfcore Transformer (pretrained() rebuilds it from its config), "
+                        f"got {type(model).__name__}")
     atomic_save({
         "preset": preset,
         "model_config": asdict(model.config),
@@ -267,7 +281,7 @@ def pretrained(name_or_path: str | os.PathLike) -> tuple[Transformer, dict]:
     if not path.exists():
         shipped = sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt"))
         raise FileNotFoundError(f"no weights at {path}; shipped: {shipped}")
-    record = torch.load(path, map_location="cpu", weights_only=True)
-    model = _model_from(record).eval()
+    record = load_checkpoint(path)
+    model = _model_from(record, path).eval()
     del record["model_config"], record["model"]
     return model, record

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +57,8 @@ class LengthExperiment:
         require_int("eval_seed", self.eval_seed, minimum=0)
         require_positive_number("lr", self.lr)
         require_number("min_lr", self.min_lr, 0, self.lr)
+        if self.d_model % self.n_heads:
+            raise ValueError(f"n_heads={self.n_heads} must divide d_model={self.d_model} (d_head = d_model / n_heads)")
         if self.eval_len < self.train_len:
             raise ValueError(f"eval_len={self.eval_len} must be at least train_len={self.train_len}")
 
@@ -81,6 +83,7 @@ def train_at_length(scheme: str, seed: int, exp: LengthExperiment, train_ids: Te
     if scheme not in POSITIONS:
         raise ValueError(f"scheme must be one of {POSITIONS}, got {scheme!r}")
     require_positive_int("vocab_size", vocab_size)
+    _require_experiment(exp)
     torch.manual_seed(seed)
     model = Transformer(exp.model_config(scheme, vocab_size))
     result = train(model, exp.train_config(seed), train_ids, progress=False)
@@ -88,9 +91,15 @@ def train_at_length(scheme: str, seed: int, exp: LengthExperiment, train_ids: Te
     return model.eval(), sum(tail) / len(tail)
 
 
+def _require_experiment(exp: object) -> None:
+    if not isinstance(exp, LengthExperiment):
+        raise TypeError(f"exp must be a LengthExperiment, got {type(exp).__name__}")
+
+
 def held_out_windows(val_ids: Tensor, exp: LengthExperiment) -> Tensor:
     """``exp.eval_windows`` windows of ``exp.eval_len + 1`` ids of the corpus ``val_ids`` (N,), at starts
     drawn from ``exp.eval_seed``: (eval_windows, eval_len + 1). Inputs ``[:, :-1]``, targets ``[:, 1:]``."""
+    _require_experiment(exp)
     require_ndim("val_ids", val_ids, 1, "(N,)")
     require_integer_dtype("val_ids", val_ids, "token ids")
     if len(val_ids) <= exp.eval_len + 1:
@@ -108,14 +117,25 @@ def loss_by_position(model: Transformer, windows: Tensor, length: int | None = N
     ``windows[:, 1:length + 1]``. length: None means T. batch_size: windows per forward pass (the
     scores of one pass take batch_size * heads * length^2 numbers).
     """
+    if not isinstance(model, Transformer) or model.decoder is None or model.encoder is not None:
+        what = f"architecture={model.config.architecture!r}" if isinstance(model, Transformer) else type(model).__name__
+        raise ValueError(f"model must be a tfcore decoder (next-token logits at every position), got {what}")
     require_ndim("windows", windows, 2, "(N, T + 1)")
     require_integer_dtype("windows", windows, "token ids")
     require_positive_int("batch_size", batch_size)
     if windows.shape[0] == 0:
         raise ValueError("windows has no rows (N = 0): nothing to score")
+    if windows.shape[1] < 2:
+        raise ValueError(f"windows has T + 1 = {windows.shape[1]} ids per row: it needs at least 2 "
+                         "(an input and its target)")
     length = windows.shape[1] - 1 if length is None else require_positive_int("length", length)
     if length > windows.shape[1] - 1:
         raise ValueError(f"length={length} needs windows of at least {length + 1} ids, got {windows.shape[1]}")
+    limit = model.config.max_seq_len
+    if length > limit and model.config.positions in ("learned", "sinusoidal"):
+        raise ValueError(f"length={length} (the windows' T unless given) is longer than max_seq_len={limit} "
+                         f"(positions={model.config.positions!r} has no entries beyond it)")
+    model.check_token_ids(windows, "windows")
     was_training = model.training
     model.eval()
     total = torch.zeros(length, dtype=torch.float64)
@@ -132,6 +152,8 @@ def loss_by_position(model: Transformer, windows: Tensor, length: int | None = N
 def ntk_base(base: float, factor: float, d_head: int) -> float:
     """NTK-aware RoPE base for contexts ``factor`` times longer: ``base * factor^(d / (d - 2))``, which keeps
     the fastest pair as it is and slows the slowest one by ``factor``."""
+    require_positive_number("base", base)
+    require_positive_number("factor", factor)
     require_positive_int("d_head", d_head)
     if d_head < 4 or d_head % 2:
         raise ValueError(f"d_head must be even and at least 4, got {d_head}")
@@ -141,8 +163,11 @@ def ntk_base(base: float, factor: float, d_head: int) -> float:
 def rope_base_curves(model: Transformer, windows: Tensor, bases: Sequence[float]) -> list[Tensor]:
     """Loss by position (T,) of a RoPE model with every attention layer's base set to each of ``bases``
     in turn, without retraining; the model's own base is put back afterwards."""
+    if not isinstance(model, Transformer):
+        raise TypeError(f"model must be a tfcore Transformer, got {type(model).__name__}")
     if model.config.positions != "rope":
         raise ValueError(f"model must use positions='rope', got {model.config.positions!r}")
+    bases = _positive_numbers("bases", bases)
     layers = list(model.attention_layers().values())
     trained = [layer.rope_base for layer in layers]
     curves = []
@@ -155,6 +180,39 @@ def rope_base_curves(model: Transformer, windows: Tensor, bases: Sequence[float]
         for layer, b in zip(layers, trained):
             layer.rope_base = b
     return curves
+
+
+def _positive_numbers(name: str, values: Sequence[float]) -> list[float]:
+    """``values`` as a list of numbers > 0, or an error naming ``name`` and the offending entry."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise TypeError(f"{name} must be a sequence of numbers, got {type(values).__name__}")
+    values = list(values)
+    for i, v in enumerate(values):
+        require_positive_number(f"{name}[{i}]", v)
+    return values
+
+
+def _names(name: str, values: Sequence[str], allowed: Sequence[str]) -> list[str]:
+    if isinstance(values, str) or not isinstance(values, Iterable):
+        raise TypeError(f"{name} must be a list of names from {tuple(allowed)}, got {values!r}")
+    values = list(values)
+    if not values:
+        raise ValueError(f"{name} is empty: give at least one of {tuple(allowed)}")
+    for v in values:
+        if v not in allowed:
+            raise ValueError(f"{name} must hold names from {tuple(allowed)}, got {v!r}")
+    return values
+
+
+def _seeds(seeds: Sequence[int]) -> list[int]:
+    if not isinstance(seeds, Iterable):
+        raise TypeError(f"seeds must be a list of integers, got {type(seeds).__name__}")
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds is empty: give at least one seed")
+    for i, s in enumerate(seeds):
+        require_int(f"seeds[{i}]", s)
+    return seeds
 
 
 def length_sweep(train_ids: Tensor, val_ids: Tensor, vocab_size: int, schemes: Sequence[str],
@@ -170,6 +228,8 @@ def length_sweep(train_ids: Tensor, val_ids: Tensor, vocab_size: int, schemes: S
     with "t5" among the schemes ``t5_bucket_bias`` (per seed, the learned bias (h, n_buckets)); with
     ``rope_bases`` and "rope" ``rope_bases = {"bases": [...], "loss": [per base, per seed, per position]}``.
     """
+    schemes, seeds = _names("schemes", schemes, POSITIONS), _seeds(seeds)
+    rope_bases = _positive_numbers("rope_bases", rope_bases)
     windows = held_out_windows(val_ids, exp)
     out: dict = {"experiment": asdict(exp), "schemes": list(schemes), "seeds": list(seeds),
                  "train_loss": {}, "loss": {}, "token_rms": {}, "cpu_seconds": {}}

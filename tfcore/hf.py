@@ -27,6 +27,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from tfcore._checks import require_float, require_tensor
 from tfcore.model import Transformer, TransformerConfig
 from tfcore.norms import DEFAULT_EPS
 from tfcore.positions import ROPE_SCALING_KEYS
@@ -304,6 +305,29 @@ def _source(model_or_state_dict, hf_config) -> tuple[dict[str, Tensor], object]:
     return dict(model_or_state_dict.state_dict()), hf_config or model_or_state_dict.config
 
 
+_LLAMA_NAMES = dict(d_model="hidden_size", n_heads="num_attention_heads", n_kv_heads="num_key_value_heads",
+                    n_layers="num_hidden_layers", d_ff="intermediate_size", norm_eps="rms_norm_eps",
+                    rope_base="rope_theta", max_seq_len="max_position_embeddings")
+HF_NAMES = {  # model_type -> {tfcore TransformerConfig field: the transformers config field it comes from}
+    "gpt2": dict(d_model="n_embd", n_heads="n_head", n_layers="n_layer", d_ff="n_inner", norm_eps="layer_norm_epsilon",
+                 max_seq_len="n_positions"),
+    **{name: _LLAMA_NAMES for name in ("llama", "mistral", "qwen2")},
+    "bert": dict(d_model="hidden_size", n_heads="num_attention_heads", n_layers="num_hidden_layers",
+                 d_ff="intermediate_size", norm_eps="layer_norm_eps", max_seq_len="max_position_embeddings"),
+    "t5": dict(n_heads="num_heads", n_layers="num_decoder_layers", n_encoder_layers="num_layers",
+               norm_eps="layer_norm_epsilon"),
+    "bart": dict(n_heads="decoder_attention_heads", n_layers="decoder_layers", n_encoder_layers="encoder_layers",
+                 d_ff="decoder_ffn_dim", max_seq_len="max_position_embeddings"),
+}
+
+
+def _in_hf_names(message: str, model_type: str) -> str:
+    """" (in transformers' names: d_model is n_embd, ...)" for the tfcore fields ``message`` names."""
+    pairs = [f"{ours} is {theirs}" for ours, theirs in HF_NAMES.get(model_type, {}).items()
+             if re.search(rf"(?<![A-Za-z0-9_]){ours}(?![A-Za-z0-9_])", message)]
+    return f" (in {model_type}'s config: {', '.join(pairs)})" if pairs else ""
+
+
 def from_hf(model_or_state_dict, hf_config=None) -> Transformer:
     """A ``transformers`` model (or its state dict with ``hf_config``) -> a tfcore ``Transformer``.
 
@@ -312,6 +336,8 @@ def from_hf(model_or_state_dict, hf_config=None) -> Transformer:
     """
     state, hf_config = _source(model_or_state_dict, hf_config)
     arch = _architecture(hf_config)
+    for name, value in state.items():
+        require_tensor(name, value)
     for copy, original in arch.copies:  # tied tensors stored under two names: keep one, check the other
         if copy in state and original not in state:
             state[original] = state.pop(copy)
@@ -322,8 +348,15 @@ def from_hf(model_or_state_dict, hf_config=None) -> Transformer:
     tied = arch.lm_head not in state or _same(state[arch.lm_head], state[arch.embedding])
     if tied:
         state.pop(arch.lm_head, None)
-    config, links = arch.build(hf_config, tied)
+    try:
+        config, links = arch.build(hf_config, tied)
+    except ValueError as e:  # a TransformerConfig refused: say it came from hf_config, in tfcore's field names
+        if str(e).startswith(hf_config.model_type):  # already phrased in transformers' field names
+            raise
+        raise ValueError(f"hf_config ({hf_config.model_type}) describes a model tfcore cannot build: {e}"
+                         f"{_in_hf_names(str(e), hf_config.model_type)}") from e
     like = state[arch.embedding]
+    require_float(arch.embedding, like)
     with torch.device("meta"):  # no memory and no random init for weights about to be overwritten
         model = Transformer(config)
     model = model.to_empty(device=like.device).to(like.dtype)
@@ -340,6 +373,7 @@ def _load(model: Transformer, state: dict[str, Tensor], links: list[Link], ignor
     for link in links:
         if link.hf not in state:
             raise ValueError(f"{link.hf} is missing from the source (it would fill tfcore's {', '.join(link.tf)})")
+        require_float(link.hf, state[link.hf])
         split, join = LAYOUTS[link.how]
         expected = tuple(join([torch.empty(params[name].shape, device="meta") for name in link.tf]).shape)
         if tuple(state[link.hf].shape) != expected:
@@ -408,6 +442,8 @@ def to_hf(model: Transformer):
     ``generate``). Any other configuration is refused, naming the fields transformers' model
     cannot express.
     """
+    if not isinstance(model, Transformer):
+        raise TypeError(f"model must be a tfcore Transformer, got {type(model).__name__}")
     c = model.config
     if c.architecture != "decoder" or c.positions not in ("learned", "rope"):
         raise ValueError(f"to_hf converts GPT-2-style (learned positions) and Llama-style (RoPE) decoders, "
@@ -435,6 +471,14 @@ def gpt2_small_random(seed: int = 0, **overrides):
     random state is left as it was.
     """
     tf = _transformers()
+    known = set(tf.GPT2Config().to_dict())
+    unknown = sorted(k for k in overrides if k not in known)
+    if unknown:  # GPT2Config would keep them as attributes and build the default model
+        raise ValueError(f"overrides {', '.join(map(repr, unknown))} are not GPT2Config fields (e.g. n_layer, "
+                         "n_embd, n_head, n_positions, vocab_size)")
+    config = tf.GPT2Config(**overrides)
+    if config.n_embd % config.n_head:
+        raise ValueError(f"n_head={config.n_head} must divide n_embd={config.n_embd} (each head gets n_embd / n_head)")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return tf.GPT2LMHeadModel(tf.GPT2Config(**overrides)).eval()
+        return tf.GPT2LMHeadModel(config).eval()

@@ -256,7 +256,7 @@ class Transformer(nn.Module):
         # under torch.compile the read-back would split the graph, so the check is left to the
         # embedding lookup there (an index error on the CPU, an assert on CUDA)
         if check_ids and not torch.compiler.is_compiling():
-            self.check_token_ids(tokens)
+            self.check_token_ids(tokens, "source" if stack == "encoder" and self.decoder is not None else "tokens")
         if token_types is not None and (self.token_types is None or token_types.shape != tokens.shape):
             raise ValueError(f"token_types must be (B, T) = {tuple(tokens.shape)} and n_token_types > 0, "
                              f"got {tuple(token_types.shape)} and n_token_types={self.config.n_token_types}")
@@ -274,11 +274,12 @@ class Transformer(nn.Module):
             x = self.embed_norm[stack](x)
         return self.drop(x)
 
-    def check_token_ids(self, tokens: Tensor) -> None:
-        """Raise unless every id in ``tokens`` lies in [0, vocab_size)."""
+    def check_token_ids(self, tokens: Tensor, name: str = "tokens") -> None:
+        """Raise unless every id in ``tokens`` lies in [0, vocab_size); the message calls them ``name``."""
         low, high = int(tokens.min()), int(tokens.max())
         if low < 0 or high >= self.config.vocab_size:
-            raise ValueError(f"token ids must lie in [0, vocab_size={self.config.vocab_size}), got ids from {low} to {high}")
+            raise ValueError(f"{name} holds ids from {low} to {high}, but token ids must lie in "
+                             f"[0, vocab_size={self.config.vocab_size})")
 
     def _position_bias(self, stack: str, t_q: int, t_k: int) -> Tensor | None:
         """ALiBi or T5 bias added to the scores: (1, h, T_q, T_k), or None."""
@@ -391,8 +392,10 @@ class Transformer(nn.Module):
         threads only wait on each other. The caller's thread count is restored afterwards.
         """
         tokens = check_generate_args(self, prompt, max_new_tokens, temperature, top_k, top_p, source)  # (B, T)
+        if not isinstance(use_cache, bool):
+            raise TypeError(f"use_cache must be True or False, got {use_cache!r}")
         limit = self.config.max_seq_len
-        self.check_token_ids(tokens)  # once: every later id is one the model sampled, so no step reads back
+        self.check_token_ids(tokens, "prompt")  # once: every later id is one the model sampled, so no step reads back
         memory = self.encode(source) if self.encoder is not None else None
         cache, fed = None, 0  # fed: how many tokens of `tokens` the cache holds
         threads, widest = torch.get_num_threads(), widest_linear(self)

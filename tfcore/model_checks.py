@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from tfcore._checks import require_int, require_integer_dtype, require_ndim, require_same_size, require_tensor
+from tfcore._checks import (
+    require_float,
+    require_int,
+    require_integer_dtype,
+    require_ndim,
+    require_nonempty,
+    require_same_size,
+    require_tensor,
+)
 from tfcore.heads import ModelCache
 from tfcore.masks import check_mask
 from tfcore.sampling import check_sampling
@@ -43,6 +51,8 @@ def check_forward_args(model: Transformer, tokens: Tensor, lengths: Tensor | Non
             require_same_size("source", source.shape[0], "tokens", b, "B")
         if memory is not None:
             require_ndim("memory", memory, 3, "(B, T_src, d_model)")
+            require_float("memory", memory)
+            require_nonempty("memory", memory, "(B, T_src, d_model)")
             require_same_size("memory", memory.shape[0], "tokens", b, "B")
             require_same_size("memory", memory.shape[2], "the model", model.config.d_model, "d_model")
         if source_lengths is not None:
@@ -102,7 +112,10 @@ def check_lengths(name: str, lengths: Tensor | list[int] | None, batch: int) -> 
     if lengths is None:
         return
     if not isinstance(lengths, Tensor):
-        lengths = torch.as_tensor(lengths)
+        try:
+            lengths = torch.as_tensor(lengths)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"{name} must be a tensor or list of integers (B,), got {lengths!r}") from None
     require_ndim(name, lengths, 1, "(B,)")
     require_integer_dtype(name, lengths)
     require_same_size(name, lengths.shape[0], "source" if name == "source_lengths" else "tokens", batch, "B")

@@ -15,7 +15,7 @@ The model is a decoder (or encoder) ``tfcore.model.Transformer``; ``layer`` coun
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -44,10 +44,15 @@ def down_projection(model: Transformer, layer: int) -> nn.Linear:
 
 
 def _check_tokens(model: Transformer, tokens: Tensor) -> None:
+    _blocks(model)
     require_ndim("tokens", tokens, 2, "(B, T)")
     require_integer_dtype("tokens", tokens, "token ids")
     if tokens.shape[0] == 0 or tokens.shape[1] == 0:
         raise ValueError(f"tokens must hold at least one sequence of one token, got shape {tuple(tokens.shape)}")
+    limit = model.config.max_seq_len
+    if tokens.shape[1] > limit and model.config.positions in ("learned", "sinusoidal"):
+        raise ValueError(f"tokens has T={tokens.shape[1]} but the model's max_seq_len={limit} "
+                         f"(positions={model.config.positions!r} has no entries beyond it)")
 
 
 def unit_activations(model: Transformer, tokens: Tensor, layer: int) -> Tensor:
@@ -123,7 +128,7 @@ def ablate_units(model: Transformer, layer: int, units: int | Sequence[int]) -> 
     """Within the ``with`` block, units ``units`` of block ``layer``'s MLP have activation 0 (their
     values are not added); on exit the model is as before."""
     proj = down_projection(model, layer)
-    chosen = [units] if isinstance(units, int) and not isinstance(units, bool) else list(units)
+    chosen = [units] if isinstance(units, (int, bool)) or not isinstance(units, Iterable) else list(units)
     d_ff = proj.weight.shape[1]
     for u in chosen:
         require_int("units", u)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable, Union
 import torch
 from torch import Tensor
 
+from tfcore._checks import require_integer_dtype
 from tfcore.data import copy_batch, digit_task_batch, induction_batch
 from tfcore.losses import IGNORE_INDEX, mlm_mask
 
@@ -25,16 +26,19 @@ Sampler = Callable[[int, torch.Generator], Batch]  # (global batch size, generat
 
 
 def corpus_sampler(data: Tensor, block_size: int, objective: str = "lm", mask_id: int | None = None,
-                   mask_prob: float = 0.15) -> Sampler:
+                   mask_prob: float = 0.15, name: str = "data") -> Sampler:
     """Random windows of a 1-D corpus of ids (N,).
 
     "lm": windows of ``block_size + 1``; inputs = the first T ids, targets = the last T (shifted).
     "mlm": windows of ``block_size``, corrupted by ``mlm_mask`` with ids below ``mask_id``.
     """
     if data.dim() != 1:
-        raise ValueError(f"data must be a 1-D tensor of ids (N,), got shape {tuple(data.shape)}")
+        raise ValueError(f"{name} must be a 1-D tensor of ids (N,), got shape {tuple(data.shape)}")
+    require_integer_dtype(name, data, "token ids")
     if len(data) <= block_size + 1:
-        raise ValueError(f"data has {len(data)} tokens, too few for block_size={block_size}")
+        raise ValueError(f"{name} has {len(data)} tokens, too few for block_size={block_size}")
+    if int(data.min()) < 0:  # read once, here: a negative id would index the embedding from its end
+        raise ValueError(f"{name} holds negative token ids (the smallest is {int(data.min())})")
     if objective == "mlm" and mask_id is None:
         raise ValueError("objective='mlm' needs mask_id")
     offsets = torch.arange(block_size + 1)
@@ -95,10 +99,25 @@ def digit_sampler(task: str, length: int) -> Sampler:
     return sample
 
 
+def _checked(sampler: Sampler, name: str) -> Sampler:
+    """``sampler``, refusing (by ``name``) a batch that is not (inputs, targets) or (source, inputs, targets)."""
+    def sample(batch_size: int, generator: torch.Generator) -> Batch:
+        batch = sampler(batch_size, generator)
+        if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3) or \
+                not all(isinstance(t, Tensor) and t.dim() == 2 for t in batch):
+            shown = type(batch).__name__ if not isinstance(batch, (tuple, list)) else \
+                f"{len(batch)} items: " + ", ".join(str(tuple(t.shape)) if isinstance(t, Tensor) else type(t).__name__
+                                                  for t in batch)
+            raise ValueError(f"{name} is a sampler, so it must return (inputs, targets) or (source, inputs, "
+                             f"targets), each (B, T) token ids; got {shown}")
+        return tuple(batch)
+    return sample
+
+
 def as_sampler(data: Union[Tensor, Sampler], cfg: TrainConfig, model: Transformer, name: str = "data") -> Sampler:
     """A corpus tensor (N,) becomes ``corpus_sampler``; a sampler passes through."""
     if callable(data) and not isinstance(data, Tensor):
-        return data
+        return _checked(data, name)
     if not isinstance(data, Tensor):
         raise TypeError(f"{name} must be a 1-D tensor of token ids (N,) or a sampler "
                         f"(batch_size, generator) -> batch, got {type(data).__name__}")
@@ -107,4 +126,10 @@ def as_sampler(data: Union[Tensor, Sampler], cfg: TrainConfig, model: Transforme
         mask_id = model.config.vocab_size - 1
     if cfg.objective == "seq2seq":
         raise ValueError("objective='seq2seq' needs a sampler returning (source, inputs, targets), e.g. digit_sampler")
-    return corpus_sampler(data, cfg.block_size, cfg.objective, mask_id, cfg.mask_prob)
+    vocab_size = getattr(getattr(model, "config", None), "vocab_size", None)
+    if mask_id is not None and vocab_size is not None and mask_id >= vocab_size:
+        raise ValueError(f"mask_id={mask_id} is not a token of the model's vocabulary [0, vocab_size={vocab_size})")
+    sampler = corpus_sampler(data, cfg.block_size, cfg.objective, mask_id, cfg.mask_prob, name=name)
+    if vocab_size is not None and callable(getattr(model, "check_token_ids", None)):
+        model.check_token_ids(data, name)  # once, here: the steps never read ids back
+    return sampler

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tfcore._checks import require_ndim, require_number
+from tfcore._checks import require_ndim, require_nonempty, require_number
 
 
 def sample(logits: Tensor, temperature: float = 1.0, top_k: int | None = None,
@@ -64,6 +64,7 @@ def _vocab_size_of(logits: Tensor) -> int:
     require_ndim("logits", logits, 2, "(B, V)")
     if not logits.is_floating_point():
         raise TypeError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
+    require_nonempty("logits", logits, "(B, V)")
     return logits.shape[1]
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 from torch import nn
 
-from tfcore._checks import require_positive_int
+from tfcore._checks import require_int, require_positive_int
 
 if TYPE_CHECKING:
     from tfcore.model import TransformerConfig
@@ -40,6 +40,7 @@ WORK_PER_THREAD = 1 << 20
 def threads_for(work: int, available: int | None = None) -> int:
     """Threads worth using for an operation of ``work`` multiply-adds: one per ``WORK_PER_THREAD``,
     at least 1 and at most ``available`` (default: ``torch.get_num_threads()``)."""
+    require_int("work", work, minimum=0)
     available = torch.get_num_threads() if available is None else require_positive_int("available", available)
     return max(1, min(available, work // WORK_PER_THREAD))
 
@@ -68,11 +69,20 @@ def intra_op_threads(n: int | None = None) -> Iterator[None]:
 
 def widest_linear(model: nn.Module) -> int:
     """in_features x out_features of the model's largest linear layer: its multiply-adds per token."""
-    return max(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    sizes = [m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear)]
+    if not sizes:
+        raise ValueError(f"model ({type(model).__name__}) has no nn.Linear layer to measure")
+    return max(sizes)
 
 
 def largest_operation(config: TransformerConfig, widest: int, new_tokens: int, t_k: int) -> int:
     """Multiply-adds of the largest single operation of a forward over ``new_tokens`` tokens (all
     sequences together), each attending ``t_k`` keys: the widest linear layer, or one layer's
     attention (q k^T, then A v, over every head)."""
+    for name, value in (("widest", widest), ("new_tokens", new_tokens), ("t_k", t_k)):
+        require_positive_int(name, value)
+    if not all(hasattr(config, a) for a in ("n_heads", "d_head")):
+        raise TypeError(f"config must be a TransformerConfig, got {type(config).__name__}")
     return new_tokens * max(widest, 2 * config.n_heads * t_k * config.d_head)

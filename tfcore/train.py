@@ -64,6 +64,7 @@ from tfcore.checkpoints import (  # noqa: F401  (re-exported: lessons and tests 
     set_rng_states,
 )
 from tfcore.distributed import any_rank, distributed_context, setup_distributed, shard  # noqa: F401
+from tfcore.heads import BACKENDS
 from tfcore.losses import IGNORE_INDEX
 from tfcore.optim import (  # noqa: F401
     Muon,
@@ -159,9 +160,21 @@ class TrainConfig:
         if len(self.betas) != 2 or not all(_is_number(b) and 0 <= b < 1 for b in self.betas):
             raise ValueError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
         for name, allowed in (("objective", OBJECTIVES), ("optimizer", ("adamw", "muon")),
-                              ("dtype", ("auto", "float32", "bfloat16", "float16"))):
+                              ("dtype", ("auto", "float32", "bfloat16", "float16")), ("backend", (None, *BACKENDS))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"TrainConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name, kinds, expected in (("compile", (bool,), "True or False"),
+                                      ("fused_adamw", (bool, type(None)), "True, False or None"),
+                                      ("sample_prompt", (str,), "a string"),
+                                      ("out_dir", (str, os.PathLike, type(None)), "a folder path or None")):
+            if not isinstance(getattr(self, name), kinds):
+                raise ValueError(f"TrainConfig.{name} must be {expected}, got {getattr(self, name)!r}")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError):
+                raise ValueError(f"TrainConfig.device must be 'auto' or a torch device ('cpu', 'cuda', 'cuda:1', "
+                                 f"'mps'), got {self.device!r}") from None
 
 
 def _is_number(value: Any) -> bool:
@@ -258,17 +271,29 @@ def batch_loss(model: nn.Module, batch: Batch) -> tuple[Tensor, int]:
 
     model(inputs (B, T)) (or ``model(inputs, source=source)``) must return logits (B, T, V).
     """
-    if len(batch) == 3:
-        source, inputs, targets = batch
-        logits = model(inputs, source=source)
-    else:
-        inputs, targets = batch
-        logits = model(inputs)
+    try:
+        if len(batch) == 3:
+            source, inputs, targets = batch
+            logits = model(inputs, source=source)
+        else:
+            inputs, targets = batch
+            logits = model(inputs)
+    except IndexError as e:  # an embedding lookup past its table (on the CPU; CUDA asserts instead)
+        raise ValueError(f"the batch holds token ids from {int(batch[-2].min())} to {int(batch[-2].max())} but the "
+                         f"model's embedding has fewer rows: the model's vocabulary must cover every id in "
+                         f"train_data and val_data ({e})") from e
     if not isinstance(logits, Tensor) or logits.dim() != 3 or logits.shape[:2] != inputs.shape:
         shown = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
         raise ValueError(f"the model must map token ids (B, T) = {tuple(inputs.shape)} to logits (B, T, V), "
                          f"got {shown}")
-    loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
+    if not logits.is_floating_point():
+        raise TypeError(f"the model must return floating-point logits (B, T, V), got dtype {logits.dtype}")
+    try:
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
+    except IndexError as e:  # "Target 11 is out of bounds"
+        raise ValueError(f"the batch's targets reach id {int(targets.max())} but the model's logits have "
+                         f"V={logits.shape[-1]}: the model's vocabulary must cover every id in train_data and "
+                         f"val_data ({e})") from e
     return loss, inputs.numel()
 
 
@@ -353,7 +378,7 @@ class _Run:
                  log: Callable[[str], None] | None, resume: bool | str | os.PathLike, allow_config_change: bool):
         self.t_start = time.perf_counter()
         self.rank, self.world = distributed_context()
-        _check_run(model, cfg, self.world, tokenizer)
+        _check_run(model, cfg, self.world, tokenizer, callbacks)
         self.model, self.cfg, self.callbacks, self.tokenizer, self.log = model, cfg, list(callbacks), tokenizer, log
         self.device, self.amp = _place(model, cfg)
         self.train_sampler = as_sampler(train_data, cfg, model, "train_data")
@@ -619,13 +644,18 @@ def _architecture(model: nn.Module) -> str:
     return model.config.architecture if model_config(model) is not None else "decoder"
 
 
-def _check_run(model: nn.Module, cfg: TrainConfig, world: int, tokenizer: Any = None) -> None:
+def _check_run(model: nn.Module, cfg: TrainConfig, world: int, tokenizer: Any = None,
+               callbacks: list[Callback] = ()) -> None:
     """Refuse a model the objective cannot train, settings it would ignore, and settings this many processes
     cannot share."""
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module (token ids (B, T) -> logits (B, T, V)), got {type(model).__name__}")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"model ({type(model).__name__}) has no trainable parameters")
+    if isinstance(callbacks, Callable) or not all(callable(c) for c in callbacks):
+        raise TypeError(f"callbacks must be a list of functions of a TrainState, got {callbacks!r}")
     if model_config(model) is None:
         name = type(model).__name__
         if cfg.objective != "lm":

@@ -17,6 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
+from tfcore._checks import require_positive_number
 from tfcore.viz.figures import FastFigure, image_widget, new_figure, widget_bundle
 
 SMALL = 9  # points (10 px at 80 dpi)
@@ -31,6 +32,7 @@ PRESETS = {
 CUSTOM = "custom"
 DTYPES = {"float32": 4, "bfloat16": 2, "float8": 1}
 LENGTHS = [2 ** p for p in range(7, 18)]  # 128 ... 131072
+MAX_BATCH = 65536
 SIZES = ("d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff")
 PART_COLOURS = {"attention": "#e8402a", "projections": "#2f6fad", "mlp": "#e8892a"}
 MEMORY_COLOURS = {"scores": "#e8402a", "kv_cache": "#2f6fad", "weights": "#555555"}
@@ -104,6 +106,9 @@ class CostCalculator:
         seq_len = PRESETS[model][2] if seq_len is None else seq_len
         if seq_len not in LENGTHS:
             raise ValueError(f"seq_len must be a power of two in [{LENGTHS[0]}, {LENGTHS[-1]}], got {seq_len}")
+        if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
+            raise ValueError(f"batch must be an integer in [1, {MAX_BATCH}] (the box's range), got {batch!r}")
+        require_positive_number("dpi", dpi)
         self.dpi, self.error, self.base = dpi, None, model
         self._holding = False
         self._fast = None
@@ -119,7 +124,7 @@ class CostCalculator:
                                    tooltips=["2 matrices: W1, W2", "3 matrices: W1, W2, W3"])
         self.seq_len = W.SelectionSlider(options=LENGTHS, value=seq_len, description="T", style=short,
                                          layout=W.Layout(width="420px"))
-        self.batch = W.BoundedIntText(value=batch, min=1, max=65536, description="batch B", style=short,
+        self.batch = W.BoundedIntText(value=batch, min=1, max=MAX_BATCH, description="batch B", style=short,
                                       layout=W.Layout(width="175px"))
         self.dtype = W.ToggleButtons(options=list(DTYPES), value=dtype, style={"button_width": "80px"},
                                      tooltips=[f"{b} bytes per value" for b in DTYPES.values()])
@@ -263,7 +268,7 @@ class CostCalculator:
             for k, ys in curves.items():
                 p["lines"][k].set_ydata(ys)
             for ax, keys in ((p["f"], PART_COLOURS), (p["m"], MEMORY_COLOURS)):
-                ys = np.concatenate([curves[k] for k in keys])
+                ys = np.concatenate([np.asarray(curves[k], dtype=np.float64) for k in keys])  # ints overflow int64
                 ax.set_ylim(ys.min() / 3, ys.max() * 30)  # room above for the legend
             p["cross"].set_xdata([self.values["crossover"]] * 2)
             p["key"] = key

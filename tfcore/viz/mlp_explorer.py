@@ -13,6 +13,7 @@ import html
 
 import numpy as np
 
+from tfcore._checks import require_int, require_number, require_positive_number
 from tfcore.viz.figures import FastFigure, image_widget, new_figure, widget_bundle
 
 CHOICES = ("relu", "gelu", "gelu_tanh", "swiglu")
@@ -50,10 +51,11 @@ class NeuronExplorer:
         if activation not in CHOICES:
             raise ValueError(f"activation must be one of {CHOICES}, got {activation!r}")
         for name, v in (("along", along), ("across", across)):
-            if not -SPAN <= v <= SPAN:
-                raise ValueError(f"{name} must lie in [-{SPAN}, {SPAN}], got {v}")
-        if d_model < 2:
-            raise ValueError(f"d_model must be at least 2 (the input moves in a plane), got {d_model}")
+            require_number(name, v, -SPAN, SPAN)
+        if isinstance(d_model, bool) or not isinstance(d_model, int) or d_model < 2:
+            raise ValueError(f"d_model must be at least 2, an integer (the input moves in a plane), got {d_model!r}")
+        require_int("seed", seed)
+        require_positive_number("dpi", dpi)
         self.dpi, self.d_model = dpi, d_model
         g = torch.Generator().manual_seed(seed)
         e = torch.linalg.qr(torch.randn(d_model, 2, generator=g, dtype=torch.float64))[0].T.float()  # (2, d)

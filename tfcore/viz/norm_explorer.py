@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfcore._checks import require_int, require_number, require_positive_number
 from tfcore.viz.figures import FastFigure, image_widget, new_figure, widget_bundle
 
 SMALL = 9  # points (10 px at 80 dpi)
@@ -34,15 +35,15 @@ class NormExplorer:
     def __init__(self, values=START, *, shift: float = 0.0, scale: float = 1.0, dpi: float = 80) -> None:
         import ipywidgets as W
 
-        values = [float(v) for v in values]
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or getattr(values, "ndim", 1) != 1:
+            raise TypeError(f"values must be a sequence of 2 to 12 numbers, got {values!r}")
         if not 2 <= len(values) <= 12:
             raise ValueError(f"values must have 2 to 12 components, got {len(values)}")
-        if any(abs(v) > 3 for v in values):
-            raise ValueError(f"values must lie in [-3, 3] (the sliders' range), got {values}")
-        if not 0.25 <= scale <= 4:
-            raise ValueError(f"scale must lie in [0.25, 4], got {scale}")
-        if not -3 <= shift <= 3:
-            raise ValueError(f"shift must lie in [-3, 3], got {shift}")
+        values = [require_number(f"values[{i}]", float(v) if hasattr(v, "item") else v, -3, 3)  # the sliders' range
+                  for i, v in enumerate(values)]
+        require_number("scale", scale, 0.25, 4)
+        require_number("shift", shift, -3, 3)
+        require_positive_number("dpi", dpi)
         self.dpi, self.d = dpi, len(values)
         slider = dict(min=-3.0, max=3.0, step=0.05, orientation="vertical", readout_format=".2f",
                       layout=W.Layout(width="56px", height="150px"))

@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from tfcore._checks import require_int, require_number, require_positive_number
 from tfcore.viz.figures import FastFigure, image_widget, new_figure, widget_bundle
 
 SMALL = 9  # points (10 px at 80 dpi)
@@ -43,11 +44,16 @@ class RopeExplorer:
 
         from tfcore.positions import rope
 
-        if d_head < 2 or d_head % 2:
-            raise ValueError(f"d_head must be even and at least 2 (RoPE turns channel pairs), got {d_head}")
+        if isinstance(d_head, bool) or not isinstance(d_head, int) or d_head < 2 or d_head % 2:
+            raise ValueError(f"d_head must be even and at least 2, an integer (RoPE turns channel pairs), "
+                             f"got {d_head!r}")
+        require_int("max_pos", max_pos, minimum=1)
         for name, v in (("query_pos", query_pos), ("key_pos", key_pos)):
-            if not 0 <= v <= max_pos:
-                raise ValueError(f"{name} must lie in [0, max_pos={max_pos}], got {v}")
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= max_pos:
+                raise ValueError(f"{name} must lie in [0, max_pos={max_pos}], an integer, got {v!r}")
+        require_positive_number("base", base)
+        require_int("seed", seed)
+        require_positive_number("dpi", dpi)
         self.dpi, self.d_head, self.max_pos, self.base = dpi, d_head, max_pos, base
         g = torch.Generator().manual_seed(seed)
         self.q, self.k = torch.randn(2, d_head, generator=g, dtype=torch.float64)

@@ -16,11 +16,16 @@ class Table:
     """
 
     def __init__(self, columns: Sequence[str], rows: Sequence[Sequence], title: str | None = None) -> None:
+        if isinstance(columns, str) or not isinstance(columns, Sequence) or not columns:
+            raise ValueError(f"columns must be a non-empty list of headers (one string per column), got {columns!r}")
+        if isinstance(rows, str) or not isinstance(rows, Sequence) or \
+                any(isinstance(r, str) or not isinstance(r, Sequence) for r in rows):
+            raise TypeError(f"rows must be a list of rows, each a list of values, got {rows!r}")
         self.columns = [str(c) for c in columns]
         self.rows = [list(r) for r in rows]
         for i, row in enumerate(self.rows):
             if len(row) != len(self.columns):
-                raise ValueError(f"row {i} has {len(row)} values but there are {len(self.columns)} columns")
+                raise ValueError(f"rows[{i}] has {len(row)} values but there are {len(self.columns)} columns")
         self.title = title
         self.numeric = [bool(self.rows) and all(isinstance(r[j], (int, float)) for r in self.rows)
                         for j in range(len(self.columns))]
