@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from tfcore.grading.remote import CALLBACK_PREFIX, KernelUnavailable
+from tfcore.grading.remote import CALLBACK_PREFIX, MAX_MESSAGE_CHARS, MAX_STRUCTURE, KernelUnavailable, structure_count
 
 MODES = ("auto", "bwrap", "unshare", "none")
 _PASS_THROUGH = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "LD_LIBRARY_PATH", "SYSTEMROOT")
@@ -66,13 +66,16 @@ class Protections:
     own_process_namespace: bool = False
     hidden_folders: list[str] = field(default_factory=list)
     limits: dict = field(default_factory=dict)
+    process_limit: bool = True  # False where RLIMIT_NPROC cannot bind (root, or no /proc to count tasks)
 
     def describe(self) -> str:
         parts = [f"sandbox {self.sandbox}", "fresh folder as cwd and HOME", "scrubbed environment"]
         lim = self.limits
         if lim:
             parts.append(f"limits: {lim['cell_timeout']:g} s per cell, {lim['notebook_timeout']:g} s per notebook, "
-                         f"{lim['memory_mb']} MiB memory, {lim['file_size_mb']} MiB per file, CPU time, processes")
+                         f"{lim['memory_mb']} MiB memory, {lim['file_size_mb']} MiB per file, CPU time"
+                         + (", processes" if self.process_limit else
+                            ", NO PROCESS LIMIT (root is exempt from it: grade as an ordinary user)"))
         parts.append("no network" if self.no_network else "NETWORK AVAILABLE")
         parts.append("read-only outside its folder" if self.read_only_outside else "FILES OUTSIDE ITS FOLDER WRITABLE")
         parts.append("own process namespace" if self.own_process_namespace else "SHARED PROCESS NAMESPACE")
@@ -198,6 +201,11 @@ def _user_tasks() -> int:
     return n
 
 
+def process_limit_works() -> bool:
+    """Can RLIMIT_NPROC bind the kernel? Not for root (exempt), nor without /proc (the tasks cannot be counted)."""
+    return os.getuid() != 0 and Path("/proc/self").is_dir()
+
+
 def _rlimits(limits: Limits, processes: int | None) -> Callable[[], None]:
     """The function the kernel's process runs before it becomes the sandbox (sets its limits)."""
     memory, size, cpu = limits.memory_mb * 2 ** 20, limits.file_size_mb * 2 ** 20, limits.cpu_seconds
@@ -242,6 +250,21 @@ def kernel_env(work: Path, extra: dict | None = None) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- the kernel
+
+
+def _guarded(unpack: Callable[[bytes], object], on_refused: Callable[[], None] = lambda: None
+             ) -> Callable[[bytes], object]:
+    """``unpack`` (the Jupyter session's JSON parser) refusing a message that would build too many objects:
+    the kernel signs its messages with a key it holds, so it can send any JSON it likes. A refused message
+    is dropped (``Kernel._recv``), as one that does not verify, and ``on_refused`` is called."""
+
+    def guarded(data: bytes) -> object:
+        if structure_count(data) > MAX_STRUCTURE:
+            on_refused()
+            raise ValueError(f"a message with more than {MAX_STRUCTURE} values")
+        return unpack(data)
+
+    return guarded
 
 
 @dataclass
@@ -289,6 +312,7 @@ class Kernel:
         self.client = None
         self.deadline = float("inf")
         self.dead: str | None = None
+        self.refused = False  # a message of the kernel's was refused unread (too many values)
 
     # --- starting and stopping
     def start(self, timeout: float = 120.0) -> None:
@@ -306,8 +330,8 @@ class Kernel:
         if cmd and cmd[0] in ("python", f"python{sys.version_info[0]}", "python%d.%d" % sys.version_info[:2]):
             cmd[0] = sys.executable
         # RLIMIT_NPROC counts every task of the user (root is exempt; without /proc we cannot count them)
-        processes = None if os.getuid() == 0 or not Path("/proc/self").is_dir() else \
-            _user_tasks() + self.limits.processes
+        processes = _user_tasks() + self.limits.processes if process_limit_works() else None
+        self.protections.process_limit = processes is not None
         self._log = open(self.root / "kernel.log", "wb")
         self.proc = subprocess.Popen(
             sandbox_command(self.mode, cmd, self.work, self.ipc, connection_file, self.hidden),
@@ -315,9 +339,11 @@ class Kernel:
             stdout=subprocess.DEVNULL, stderr=self._log, start_new_session=True,
             preexec_fn=_rlimits(self.limits, processes))
         self._context = zmq.Context()
-        self._context.setsockopt(zmq.MAXMSGSIZE, 512 * 2 ** 20)  # a larger message disconnects the kernel
+        # A message larger than a reply may be disconnects the kernel (its requests then time out).
+        self._context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_CHARS + 2 ** 20)
         self._context.setsockopt(zmq.LINGER, 0)
         self.client = BlockingKernelClient(context=self._context)
+        self.client.session.unpack = _guarded(self.client.session.unpack, self._refused)
         self.client.load_connection_info(info)
         self.client.start_channels(shell=True, iopub=False, stdin=True, hb=False, control=True)
         msg_id = self.client.kernel_info()
@@ -329,6 +355,9 @@ class Kernel:
             raise KernelStopped(f"the kernel did not start ({e.reason})" + (f": {tail}" if tail else "")) from None
         if self.mode == "unshare":
             self.protections.read_only_outside = b"tfcore-sandbox: read-only ok" in self._log_bytes()
+
+    def _refused(self) -> None:
+        self.refused = True
 
     def _log_bytes(self) -> bytes:
         try:
@@ -389,6 +418,9 @@ class Kernel:
                 self.dead = "died (the process exited or crashed)"
                 raise KernelUnavailable(self.dead, "died")
             ready = dict(poller.poll(min(left, 0.5) * 1000))
+            if self.refused:  # its reply, most likely: answer now, not after the time limit
+                self.refused = False
+                raise KernelUnavailable(f"sent a message with more than {MAX_STRUCTURE} values", "malformed")
             if stdin.socket in ready:
                 msg = self._recv(stdin)
                 if msg is not None and msg.get("msg_type") == "input_request":
