@@ -439,3 +439,34 @@ def test_a_kernel_that_bloats_or_stalls_its_replies_is_cut_off_and_scored(tmp_pa
     rows = {r.exercise_id: r.message for r in report.rows}
     assert "did not answer within 4 s" in rows["masks.causal"], rows["masks.causal"]
     assert "more than" in rows["masks.padding"], rows["masks.padding"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sandbox.describe_modes()["bwrap"] or sandbox.grader_home() is None,
+                    reason="needs bubblewrap and a HOME outside /tmp")
+def test_the_graders_home_is_hidden_from_the_kernel(tmp_path):
+    """The kernel saw the grader's HOME read-only (SSH keys, tokens): a learner's error message could carry them
+    into the report a student gets back."""
+    import shutil
+    import tempfile
+
+    secret_folder = Path(tempfile.mkdtemp(prefix=".tfcore-test-", dir=sandbox.grader_home()))
+    try:
+        (secret_folder / "id_rsa").write_text("hunter2")
+        nb = write_notebook(tmp_path / "mallory" / "02_masks.ipynb",
+                            "import torch\nfrom tfcore.grading import check\n"
+                            "def causal(t):\n"
+                            f"    for path in ({str(secret_folder / 'id_rsa')!r},):\n"
+                            "        try:\n"
+                            "            raise ValueError('LEAK ' + open(path).read())\n"
+                            "        except OSError:\n"
+                            "            pass\n"
+                            "    return torch.ones(t, t, dtype=torch.bool).tril()\n"
+                            "check('masks.causal', causal)")
+        report = grade.grade_notebook(nb, sandbox_mode="bwrap")
+    finally:
+        shutil.rmtree(secret_folder)
+    causal = {r.exercise_id: r for r in report.rows}["masks.causal"]
+    assert causal.status == "passed", causal.message  # the kernel ran (what Python needs is visible) ...
+    assert report.protections["home_hidden"]  # ... and did not see the secret
+    assert "your HOME hidden" in sandbox.Protections("bwrap", home_hidden=True).describe()

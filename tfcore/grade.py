@@ -562,7 +562,8 @@ def _describe(mode: str, args: argparse.Namespace, hidden: list[str]) -> str:
     limits = sandbox.Limits(cell_timeout=args.timeout, notebook_timeout=args.notebook_timeout, memory_mb=args.memory)
     return sandbox.Protections(mode, no_network=mode != "none", read_only_outside=mode != "none",
                                own_process_namespace=mode != "none", hidden_folders=hidden,
-                               limits=asdict(limits), process_limit=sandbox.process_limit_works()).describe()
+                               limits=asdict(limits), process_limit=sandbox.process_limit_works(),
+                               home_hidden=mode == "bwrap" and sandbox.grader_home() is not None).describe()
 
 
 # ----------------------------------------------------------------------------- progress

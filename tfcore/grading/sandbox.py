@@ -65,6 +65,7 @@ class Protections:
     read_only_outside: bool = False
     own_process_namespace: bool = False
     hidden_folders: list[str] = field(default_factory=list)
+    home_hidden: bool = False  # the grader's HOME (bwrap: a fresh tmpfs, with what Python needs shown again)
     limits: dict = field(default_factory=dict)
     process_limit: bool = True  # False where RLIMIT_NPROC cannot bind (root, or no /proc to count tasks)
 
@@ -81,6 +82,8 @@ class Protections:
         parts.append("own process namespace" if self.own_process_namespace else "SHARED PROCESS NAMESPACE")
         if self.hidden_folders:
             parts.append("graded folders hidden")
+        if self.home_hidden:
+            parts.append("your HOME hidden")
         return ", ".join(parts)
 
     def to_dict(self) -> dict:
@@ -155,8 +158,13 @@ def sandbox_command(mode: str, cmd: list[str], work: Path, ipc: Path, connection
     """``cmd`` wrapped in the ``mode`` sandbox."""
     if mode == "bwrap":
         wrap = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-        for path in _needed_under_tmp():  # a checkout or a virtual environment in /tmp stays visible
+        for path in _needed_under(Path("/tmp")):  # a checkout or a virtual environment in /tmp stays visible
             wrap += ["--ro-bind", path, path]
+        home = grader_home()
+        if home is not None:  # keys, tokens, other courses' files: a learner's error message could carry them
+            wrap += ["--tmpfs", str(home)]  # into the report; what Python needs there stays visible
+            for path in _needed_under(home):
+                wrap += ["--ro-bind", path, path]
         for h in hidden:
             wrap += ["--tmpfs", h]
         wrap += ["--bind", str(work), str(work), "--bind", str(ipc), str(ipc),
@@ -171,18 +179,36 @@ def sandbox_command(mode: str, cmd: list[str], work: Path, ipc: Path, connection
 
 
 def needed_paths() -> list[Path]:
-    """What every kernel must see: tfcore's checkout, the Python installation and its environment."""
+    """What every kernel must see: tfcore's checkout, the Python installation and its environment, and the
+    folders on the grader's ``sys.path`` (user site-packages, editable installs), its working folder aside."""
     import tfcore
 
     paths = [Path(tfcore.__file__).resolve().parents[1], Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(),
              Path(sys.executable).resolve().parent]
+    cwd = Path.cwd().resolve()
+    for entry in sys.path:
+        if entry and os.path.isabs(entry) and os.path.isdir(entry) and Path(entry).resolve() != cwd:
+            paths.append(Path(entry).resolve())
     return list(dict.fromkeys(paths))
 
 
-def _needed_under_tmp() -> list[str]:
-    """The needed paths that bwrap's fresh /tmp would hide (outermost first)."""
-    under = sorted(str(p) for p in needed_paths() if Path("/tmp") in p.parents)
+def _needed_under(folder: Path) -> list[str]:
+    """The needed paths inside ``folder``, which bwrap hides under a fresh tmpfs (outermost first)."""
+    under = sorted(str(p) for p in needed_paths() if folder in p.parents)
     return [p for i, p in enumerate(under) if not any(p.startswith(q + os.sep) for q in under[:i])]
+
+
+def grader_home() -> Path | None:
+    """The grader's HOME, which bwrap hides from the kernel; None where it cannot be hidden (it is /, lies in
+    /tmp, or a needed path holds it)."""
+    try:
+        home = Path.home().resolve()
+    except (RuntimeError, KeyError, OSError):
+        return None
+    if home == Path(home.anchor) or Path("/tmp") in home.parents or home == Path("/tmp") \
+            or any(p == home or p in home.parents for p in needed_paths()):
+        return None
+    return home
 
 
 def _user_tasks() -> int:
@@ -307,7 +333,8 @@ class Kernel:
         self.hidden = [h for h in (hidden or []) if self.mode != "none"]
         self.protections = Protections(self.mode, no_network=self.mode != "none",
                                        read_only_outside=self.mode == "bwrap", own_process_namespace=self.mode != "none",
-                                       hidden_folders=list(self.hidden), limits=asdict(self.limits))
+                                       hidden_folders=list(self.hidden), limits=asdict(self.limits),
+                                       home_hidden=self.mode == "bwrap" and grader_home() is not None)
         self.proc: subprocess.Popen | None = None
         self.client = None
         self.deadline = float("inf")
