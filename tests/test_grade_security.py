@@ -470,3 +470,16 @@ def test_the_graders_home_is_hidden_from_the_kernel(tmp_path):
     assert causal.status == "passed", causal.message  # the kernel ran (what Python needs is visible) ...
     assert report.protections["home_hidden"]  # ... and did not see the secret
     assert "your HOME hidden" in sandbox.Protections("bwrap", home_hidden=True).describe()
+
+
+def test_a_notebook_file_too_large_to_parse_is_refused_unread(tmp_path, monkeypatch):
+    """The grader parsed any file with nbformat in its own process: 5.6 MB of empty cells took 1.2 s and 120 MB,
+    so a few hundred MB would stall it and exhaust its memory before any time limit applied."""
+    nb = write_notebook(tmp_path / "a" / "02_masks.ipynb", *["x = 1"] * 200)
+    monkeypatch.setattr(grade, "MAX_NOTEBOOK_BYTES", nb.stat().st_size - 1)
+    report = grade.grade_notebook(nb)
+    assert "not a readable notebook" in report.error and "MB" in report.error and report.total == 5
+    assert report.protections is None and not report.all_passed
+    monkeypatch.setattr(grade, "MAX_NOTEBOOK_BYTES", 2 ** 30)
+    monkeypatch.setattr(grade, "MAX_NOTEBOOK_STRUCTURE", 1000)
+    assert "JSON values" in grade.grade_notebook(nb).error

@@ -68,6 +68,10 @@ TIMEOUT_ENAME = sandbox.TIMEOUT_ENAME
 ROLES = ("lesson", "exercise", "solution")
 _ROLE_FOLDERS = {"notebooks": "lesson", "exercises": "exercise", "solutions": "solution"}
 MAX_FOREIGN = 30  # checks of other lessons (or unknown IDs) reported per notebook, at most
+# The grader parses each notebook in its own process: a larger file is refused unread. The course's largest
+# notebook, saved with its outputs, is 0.8 MB; the grader runs a notebook again, so its outputs do not count.
+MAX_NOTEBOOK_BYTES = 64 * 2 ** 20
+MAX_NOTEBOOK_STRUCTURE = 8_000_000  # commas and opening brackets: each becomes a Python object when parsed
 
 
 @dataclass
@@ -307,6 +311,22 @@ def linked_part(path: Path, within: Path) -> Path | None:
     return None
 
 
+class TooLarge(ValueError):
+    """A notebook file too large for the grader to parse."""
+
+
+def _read_notebook(path: Path):
+    """The notebook at ``path`` (nbformat 4), refused before parsing when it is too large."""
+    size = path.stat().st_size
+    if size > MAX_NOTEBOOK_BYTES:
+        raise TooLarge(f"{size / 2 ** 20:.0f} MB, more than the {MAX_NOTEBOOK_BYTES / 2 ** 20:.0f} MB the grader "
+                       "reads (clear its outputs: the grader runs it again anyway)")
+    data = path.read_bytes()
+    if remote.structure_count(data) > MAX_NOTEBOOK_STRUCTURE:
+        raise TooLarge(f"more than {MAX_NOTEBOOK_STRUCTURE} JSON values")
+    return nbformat.reads(data.decode("utf-8"), as_version=4)
+
+
 def grade_notebook(path: str | Path, timeout: float = DEFAULT_TIMEOUT, kernel: str = "python3",
                    student: str | None = None, notebook_timeout: float = DEFAULT_NOTEBOOK_TIMEOUT,
                    sandbox_mode: str = "auto", memory_mb: int = DEFAULT_MEMORY_MB,
@@ -329,7 +349,7 @@ def grade_notebook(path: str | Path, timeout: float = DEFAULT_TIMEOUT, kernel: s
         report.seconds = time.monotonic() - start
         return report
     try:
-        nb = nbformat.read(str(path), as_version=4)
+        nb = _read_notebook(path)
         meta_lesson = nb.get("metadata", {}).get("tfcore", {}).get("lesson")
         role = notebook_role(nb, path)
     except Exception as e:
