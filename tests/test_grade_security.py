@@ -483,3 +483,16 @@ def test_a_notebook_file_too_large_to_parse_is_refused_unread(tmp_path, monkeypa
     monkeypatch.setattr(grade, "MAX_NOTEBOOK_BYTES", 2 ** 30)
     monkeypatch.setattr(grade, "MAX_NOTEBOOK_STRUCTURE", 1000)
     assert "JSON values" in grade.grade_notebook(nb).error
+
+
+def test_grading_one_student_hides_the_other_students_too(tmp_path, monkeypatch):
+    """`grade class/alice/02_masks.ipynb` (or `grade class/alice`) hid class/alice only: alice's kernel could read
+    bob's notebook beside it, and run his code as her answer."""
+    monkeypatch.setattr(grade.tempfile, "gettempdir", lambda: str(tmp_path / "elsewhere"))  # tmp_path is in /tmp
+    alice = write_notebook(tmp_path / "class" / "alice" / "02_masks.ipynb", "x = 1")
+    write_notebook(tmp_path / "class" / "bob" / "02_masks.ipynb", "x = 1")
+    for target in (alice, alice.parent):
+        hidden = grade.hidden_folders([target])
+        assert str((tmp_path / "class").resolve()) in hidden  # which holds alice's folder
+    checkout = Path(grade.__file__).resolve().parents[1]
+    assert not any(checkout == Path(h) or Path(h) in checkout.parents for h in grade.hidden_folders([checkout / "x"]))

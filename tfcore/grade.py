@@ -424,16 +424,19 @@ def find_notebooks(target: Path) -> list[tuple[Path, str]]:
 
 
 def hidden_folders(targets: list[Path]) -> list[str]:
-    """The graded folders, to hide from every kernel: all but those holding what a kernel needs."""
+    """The graded folders and the folders holding them, to hide from every kernel: all but those holding what
+    a kernel needs. The folder above counts too: graded one student (or one notebook) at a time, a kernel
+    could otherwise read, and run, the other students' notebooks beside it."""
     needed = sandbox.needed_paths() + [Path(tempfile.gettempdir()).resolve()]
     out = []
     for t in targets:
         folder = (t if t.is_dir() else t.parent).resolve()
-        if folder == Path(folder.anchor) or any(n == folder or folder in n.parents for n in needed):
-            continue
-        if str(folder) not in out:
-            out.append(str(folder))
-    return out
+        for f in (folder, folder.parent):
+            if f == Path(f.anchor) or any(n == f or f in n.parents for n in needed):
+                continue
+            if str(f) not in out:
+                out.append(str(f))
+    return [f for f in out if not any(Path(g) in Path(f).parents for g in out)]  # the outermost only
 
 
 def shown(text: object) -> str:
