@@ -68,6 +68,10 @@ TIMEOUT_ENAME = sandbox.TIMEOUT_ENAME
 ROLES = ("lesson", "exercise", "solution")
 _ROLE_FOLDERS = {"notebooks": "lesson", "exercises": "exercise", "solutions": "solution"}
 MAX_FOREIGN = 30  # checks of other lessons (or unknown IDs) reported per notebook, at most
+# The grader parses each notebook in its own process: a larger file is refused unread. The course's largest
+# notebook, saved with its outputs, is 0.8 MB; the grader runs a notebook again, so its outputs do not count.
+MAX_NOTEBOOK_BYTES = 64 * 2 ** 20
+MAX_NOTEBOOK_STRUCTURE = 8_000_000  # commas and opening brackets: each becomes a Python object when parsed
 
 
 @dataclass
@@ -163,13 +167,13 @@ class _Grader:
         self.session = session
         self.secret = os.urandom(32)  # the Checker's seed: the notebook cannot know the inputs
         self.results: dict[str, tuple[int, object]] = {}  # ID -> (answer version, Result)
+        self.foreign = 0  # unknown IDs reported so far (at most MAX_FOREIGN per notebook)
 
     def grade_new(self) -> None:
         try:
             answers = self.session.answers()
         except remote.KernelUnavailable:
             return
-        foreign = 0
         for exercise_id, version in answers.items():
             known = self.results.get(exercise_id)
             if known is not None and known[0] == version:
@@ -177,9 +181,11 @@ class _Grader:
             try:
                 exercise_info(exercise_id)
             except KeyError:
-                foreign += 1
-                if foreign <= MAX_FOREIGN:
-                    self.results[exercise_id] = (version, unknown_exercise(exercise_id))
+                if known is None:
+                    if self.foreign >= MAX_FOREIGN:
+                        continue
+                    self.foreign += 1
+                self.results[exercise_id] = (version, unknown_exercise(exercise_id))
                 continue
             self.results[exercise_id] = (version, self._grade(exercise_id))
 
@@ -289,16 +295,61 @@ def _grade_predictions(nb, report: NotebookReport) -> None:
             report.rows.append(Row(pid, result.status, result.message))
 
 
+def linked_part(path: Path, within: Path) -> Path | None:
+    """The first symbolic link on the way from the folder ``within`` to ``path`` (``path`` itself included), or
+    None. A link in a class folder could make the grader read, for one student, another student's notebook
+    (hidden from kernels) or any file the instructor can read, such as a copy of the solutions."""
+    try:
+        parts = path.relative_to(within).parts
+    except ValueError:
+        return path if path.is_symlink() else None
+    current = within
+    for part in parts:
+        current = current / part
+        if current.is_symlink():
+            return current
+    return None
+
+
+class TooLarge(ValueError):
+    """A notebook file too large for the grader to parse."""
+
+
+def _read_notebook(path: Path):
+    """The notebook at ``path`` (nbformat 4), refused before parsing when it is too large."""
+    size = path.stat().st_size
+    if size > MAX_NOTEBOOK_BYTES:
+        raise TooLarge(f"{size / 2 ** 20:.0f} MB, more than the {MAX_NOTEBOOK_BYTES / 2 ** 20:.0f} MB the grader "
+                       "reads (clear its outputs: the grader runs it again anyway)")
+    data = path.read_bytes()
+    if remote.structure_count(data) > MAX_NOTEBOOK_STRUCTURE:
+        raise TooLarge(f"more than {MAX_NOTEBOOK_STRUCTURE} JSON values")
+    return nbformat.reads(data.decode("utf-8"), as_version=4)
+
+
 def grade_notebook(path: str | Path, timeout: float = DEFAULT_TIMEOUT, kernel: str = "python3",
                    student: str | None = None, notebook_timeout: float = DEFAULT_NOTEBOOK_TIMEOUT,
                    sandbox_mode: str = "auto", memory_mb: int = DEFAULT_MEMORY_MB,
-                   hidden: list[str] | None = None) -> NotebookReport:
-    """Grade one notebook (run it in a sandboxed kernel, or read a lesson notebook's predictions). Never raises."""
+                   hidden: list[str] | None = None, within: Path | None = None) -> NotebookReport:
+    """Grade one notebook (run it in a sandboxed kernel, or read a lesson notebook's predictions). Never raises.
+
+    within: the folder being graded (``main`` passes it): a notebook reached through a symbolic link there is
+    refused, not followed.
+    """
     start = time.monotonic()
     path = Path(path)
     report = NotebookReport(str(path), student or path.resolve().parent.name, lesson_key(path.name))
+    link = linked_part(path, Path(within)) if within is not None else None
+    if link is not None:
+        report.error = (f"refused: {link} is a symbolic link (the grader grades the files inside the graded "
+                        "folder, never what a link points to)")
+        report.role = _ROLE_FOLDERS.get(path.parent.name, "exercise")
+        report.rows = [Row(i, FAILED, "the notebook was not graded: it is reached through a symbolic link")
+                       for i in expected_ids(report.lesson, report.role)]
+        report.seconds = time.monotonic() - start
+        return report
     try:
-        nb = nbformat.read(str(path), as_version=4)
+        nb = _read_notebook(path)
         meta_lesson = nb.get("metadata", {}).get("tfcore", {}).get("lesson")
         role = notebook_role(nb, path)
     except Exception as e:
@@ -311,8 +362,19 @@ def grade_notebook(path: str | Path, timeout: float = DEFAULT_TIMEOUT, kernel: s
     if meta_lesson and lesson_key(str(meta_lesson)):
         report.lesson = lesson_key(str(meta_lesson))
     report.role = role
+    if report.lesson is not None and report.lesson not in LESSONS:  # else 0/0 would read as "all passed"
+        where = "its metadata (tfcore.lesson)" if meta_lesson and lesson_key(str(meta_lesson)) else "its file name"
+        report.error = (f"there is no lesson {report.lesson}: {where} names it (the lessons are "
+                        f"{', '.join(LESSONS)})")
+        report.seconds = time.monotonic() - start
+        return report
     if role == "lesson":
-        _grade_predictions(nb, report)
+        try:
+            _grade_predictions(nb, report)
+        except Exception as e:  # a notebook this malformed must not stop the grading of the others
+            report.error = f"the predictions could not be read: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
+            report.rows = [Row(i, FAILED, "the predictions could not be read") for i in expected_ids(report.lesson,
+                                                                                                    "lesson")]
         report.seconds = time.monotonic() - start
         return report
 
@@ -349,7 +411,7 @@ def grade_notebook(path: str | Path, timeout: float = DEFAULT_TIMEOUT, kernel: s
 
 def find_notebooks(target: Path) -> list[tuple[Path, str]]:
     """(notebook, student) pairs for a notebook path or a folder (searched recursively)."""
-    if target.is_file():
+    if target.is_file() or target.is_symlink() and not target.is_dir():
         return [(target, target.resolve().parent.name)]
     found = []
     for nb in sorted(target.rglob("*.ipynb")):
@@ -362,28 +424,38 @@ def find_notebooks(target: Path) -> list[tuple[Path, str]]:
 
 
 def hidden_folders(targets: list[Path]) -> list[str]:
-    """The graded folders, to hide from every kernel: all but those holding what a kernel needs."""
+    """The graded folders and the folders holding them, to hide from every kernel: all but those holding what
+    a kernel needs. The folder above counts too: graded one student (or one notebook) at a time, a kernel
+    could otherwise read, and run, the other students' notebooks beside it."""
     needed = sandbox.needed_paths() + [Path(tempfile.gettempdir()).resolve()]
     out = []
     for t in targets:
         folder = (t if t.is_dir() else t.parent).resolve()
-        if folder == Path(folder.anchor) or any(n == folder or folder in n.parents for n in needed):
-            continue
-        if str(folder) not in out:
-            out.append(str(folder))
-    return out
+        for f in (folder, folder.parent):
+            if f == Path(f.anchor) or any(n == f or f in n.parents for n in needed):
+                continue
+            if str(f) not in out:
+                out.append(str(f))
+    return [f for f in out if not any(Path(g) in Path(f).parents for g in out)]  # the outermost only
+
+
+def shown(text: object) -> str:
+    """``text`` for a terminal: characters that are not printable (newlines, escape sequences, bidirectional
+    overrides) written as escapes, so that no name or message from a notebook can draw a line of the report."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(text))
 
 
 def format_report(report: NotebookReport) -> str:
     lesson = LESSONS.get(report.lesson or "", report.lesson) if report.lesson else "unknown (name it NN_name.ipynb)"
     what = "predictions" if report.role == "lesson" else report.role
-    lines = [f"== {report.path}  (student {report.student}, lesson {lesson}, {what})"]
+    lines = [f"== {shown(report.path)}  (student {shown(report.student)}, lesson {shown(lesson)}, {what})"]
     if report.error:
-        lines.append(f"  ! {report.error}")
-    width = max([len(r.exercise_id) for r in report.rows] + [10])
+        lines.append(f"  ! {shown(report.error)}")
+    width = max([len(shown(r.exercise_id)) for r in report.rows] + [10])
     for r in report.rows:
         extra = "" if r.in_lesson else "  [not part of this lesson: not scored]"
-        lines.append(f"  {SYMBOLS.get(r.status, '?')} {r.exercise_id:<{width}}  {r.status:<13}  {r.message}{extra}")
+        lines.append(f"  {SYMBOLS.get(r.status, '?')} {shown(r.exercise_id):<{width}}  {r.status:<13}  "
+                     f"{shown(r.message)}{extra}")
     if not report.rows and not report.error:
         lines.append("  (no exercises)")
     lines.append(f"  score: {report.passed}/{report.total}  ({report.seconds:.1f} s)")
@@ -391,15 +463,34 @@ def format_report(report: NotebookReport) -> str:
 
 
 def _merged(reports: list[NotebookReport]) -> dict[tuple[str, str], tuple[int, int]]:
-    """(student, lesson) -> (passed, total): a lesson's exercise and lesson notebooks added up (the last of each role)."""
+    """(student, lesson) -> (passed, total): a lesson's exercise and lesson notebooks added up (the last of each
+    role), and the exercises of ``_missing_exercises`` counted as failed."""
+    out: dict[tuple[str, str], tuple[int, int]] = {}
+    for (student, lesson, _), r in _last(reports).items():
+        p, t = out.get((student, lesson), (0, 0))
+        out[(student, lesson)] = (p + r.passed, t + r.total)
+    for student, lesson in _missing_exercises(reports):
+        p, t = out[(student, lesson)]
+        out[(student, lesson)] = (p, t + len(exercises_for_lesson(lesson)))
+    return out
+
+
+def _last(reports: list[NotebookReport]) -> dict[tuple[str, str, str], NotebookReport]:
     last: dict[tuple[str, str, str], NotebookReport] = {}
     for r in reports:
         last[(r.student, r.lesson or "??", "lesson" if r.role == "lesson" else "exercise")] = r
-    out: dict[tuple[str, str], tuple[int, int]] = {}
-    for (student, lesson, _), r in last.items():
-        p, t = out.get((student, lesson), (0, 0))
-        out[(student, lesson)] = (p + r.passed, t + r.total)
-    return out
+    return last
+
+
+def _missing_exercises(reports: list[NotebookReport]) -> list[tuple[str, str]]:
+    """(student, lesson) pairs graded on a lesson notebook only, for a lesson that other notebooks of this run
+    were graded on as exercises. A notebook's role is the learner's to write (``metadata.tfcore.role``): an
+    exercise notebook that calls itself a lesson notebook is scored on its predictions alone, and must not
+    make the student's lesson look complete."""
+    last = _last(reports)
+    with_exercises = {lesson for (_, lesson, role) in last if role == "exercise" and lesson in LESSONS}
+    return [(student, lesson) for (student, lesson, role) in last if role == "lesson" and lesson in with_exercises
+            and (student, lesson, "exercise") not in last]
 
 
 def format_summary(reports: list[NotebookReport]) -> str:
@@ -407,7 +498,7 @@ def format_summary(reports: list[NotebookReport]) -> str:
     merged = _merged(reports)
     lessons = sorted({lesson for _, lesson in merged})
     students = sorted({s for s, _ in merged})
-    width = max([len(s) for s in students] + [7])
+    width = max([len(shown(s)) for s in students] + [7])
     header = f"  {'student':<{width}}  " + "  ".join(f"{k:>7}" for k in lessons) + "    total"
     lines = ["== summary", header]
     for s in students:
@@ -419,7 +510,10 @@ def format_summary(reports: list[NotebookReport]) -> str:
                 p, t = merged[(s, k)]
                 cells.append(f"{f'{p}/{t}':>7}")
                 passed, total = passed + p, total + t
-        lines.append(f"  {s:<{width}}  " + "  ".join(cells) + f"  {f'{passed}/{total}':>7}")
+        lines.append(f"  {shown(s):<{width}}  " + "  ".join(cells) + f"  {f'{passed}/{total}':>7}")
+    for s, k in _missing_exercises(reports):
+        lines.append(f"  note: {shown(s)} has no exercise notebook for lesson {k} (other students do): its "
+                     f"{len(exercises_for_lesson(k))} exercises count as failed")
     return "\n".join(lines)
 
 
@@ -444,13 +538,14 @@ def main(argv: list[str] | None = None) -> int:
     _add_limits(parser)
     args = parser.parse_args(argv)
 
-    jobs: list[tuple[Path, str]] = []
+    jobs: list[tuple[Path, str, Path]] = []  # (notebook, student, the folder graded)
     targets = [Path(t) for t in args.targets]
     for target in targets:
-        if not target.exists():
+        if not target.exists() and not target.is_symlink():
             print(f"no such notebook or folder: {target}", file=sys.stderr)
             return 2
-        jobs += find_notebooks(target)
+        within = target.parent if target.is_symlink() or not target.is_dir() else target
+        jobs += [(nb, student, within) for nb, student in find_notebooks(target)]
     if not jobs:
         print("no notebooks found", file=sys.stderr)
         return 2
@@ -464,17 +559,17 @@ def main(argv: list[str] | None = None) -> int:
 
     reports = []
     started = time.monotonic()
-    for path, student in jobs:
+    for path, student, within in jobs:
         report = grade_notebook(path, timeout=args.timeout, kernel=args.kernel, student=student,
                                 notebook_timeout=args.notebook_timeout, sandbox_mode=mode, memory_mb=args.memory,
-                                hidden=hidden)
+                                hidden=hidden, within=within)
         reports.append(report)
         print(format_report(report), flush=True)
     if len(reports) > 1:
         print(format_summary(reports))
-    ok = all(r.all_passed for r in reports)
+    merged = _merged(reports)
+    ok = all(r.all_passed for r in reports) and all(p == t for p, t in merged.values())
     if args.json:
-        merged = _merged(reports)
         data = {"notebooks": [r.to_dict() for r in reports], "all_passed": ok,
                 "students": {s: {"passed": sum(p for (st, _), (p, _) in merged.items() if st == s),
                                  "total": sum(t for (st, _), (_, t) in merged.items() if st == s)}
@@ -490,7 +585,8 @@ def _describe(mode: str, args: argparse.Namespace, hidden: list[str]) -> str:
     limits = sandbox.Limits(cell_timeout=args.timeout, notebook_timeout=args.notebook_timeout, memory_mb=args.memory)
     return sandbox.Protections(mode, no_network=mode != "none", read_only_outside=mode != "none",
                                own_process_namespace=mode != "none", hidden_folders=hidden,
-                               limits=asdict(limits)).describe()
+                               limits=asdict(limits), process_limit=sandbox.process_limit_works(),
+                               home_hidden=mode == "bwrap" and sandbox.grader_home() is not None).describe()
 
 
 # ----------------------------------------------------------------------------- progress
@@ -544,11 +640,11 @@ def progress_main(argv: list[str] | None = None) -> int:
         passed, total = passed + p, total + t
         print(f"lesson {name}: {p}/{t}  ({'; '.join(notes)})")
         for e in errors:
-            print(f"  ! {e}")
+            print(f"  ! {shown(e)}")
         width = max([len(r.exercise_id) for r in rows] + [10])
         for r in rows:
-            detail = "" if r.status == PASSED or r.message == "no notebook" else f"  {r.message}"
-            print(f"  {SYMBOLS.get(r.status, '?')} {r.exercise_id:<{width}}{detail}")
+            detail = "" if r.status == PASSED or r.message == "no notebook" else f"  {shown(r.message)}"
+            print(f"  {SYMBOLS.get(r.status, '?')} {shown(r.exercise_id):<{width}}{detail}")
     print(f"total: {passed}/{total} passed (exercises and predictions)")
     return 0
 

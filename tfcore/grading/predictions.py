@@ -301,11 +301,13 @@ def _arith(x: Any) -> float | int:
 
 def _parse(source: str) -> ast.Module | None:
     """A cell's code without IPython magics and shell escapes; None if it is not Python."""
+    if not isinstance(source, str):
+        return None
     lines = ["pass" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
     try:
         return ast.parse("\n".join(lines))
-    except SyntaxError:
-        return None
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: a null byte; RecursionError:
+        return None  # a formula of thousands of terms (the parser builds its tree recursively)
 
 
 @dataclass
@@ -352,6 +354,8 @@ def read_predictions(cells: list, ids: set[str]) -> dict[str, Reading]:
                         reading.value = literal(answer)
                     except Unreadable as e:
                         reading.error = str(e)
+                    except RecursionError:
+                        reading.error = "a formula nested too deeply"
                 found[node.args[0].value] = reading
             targets = statement.targets if isinstance(statement, ast.Assign) else \
                 [statement.target] if isinstance(statement, ast.AnnAssign) and statement.value is not None else []

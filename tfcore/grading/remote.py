@@ -42,9 +42,17 @@ import torch
 from numpy.lib import format as npy_format
 
 CALLBACK_PREFIX = "tfcore-callback:"
-MAX_MESSAGE_CHARS = 200_000_000  # a reply or callback larger than this is refused
+# A reply larger than this is refused. Grading the ten solution notebooks, the largest reply (a model's state
+# dict) is 4.3 MB and the largest callback 743 characters.
+MAX_MESSAGE_CHARS = 64_000_000
 MAX_NODES = 200_000  # values per message
+# Commas and opening brackets per message, counted before parsing: each becomes a Python object, so a hostile
+# reply of "[],[],..." cannot make json.loads build a billion objects (90 MB of it took 2.4 GB) in the grader.
+MAX_STRUCTURE = 4 * MAX_NODES
 MAX_CALLBACK_CHARS = 8_000_000  # arguments of one call of a check's own function, as JSON
+# Numbers (tensor and array elements) per call of a check's own function: some are quadratic in their input
+# (attention over T tokens allocates T x T scores), and they run in the grader.
+MAX_CALLBACK_ELEMENTS = 2 ** 15
 MAX_DEPTH = 40  # nesting of containers
 _DTYPES = {
     "bool": torch.bool, "uint8": torch.uint8, "int8": torch.int8, "int16": torch.int16, "int32": torch.int32,
@@ -798,6 +806,9 @@ class Session:
         except Exception as e:  # noqa: BLE001
             return json.dumps({"raised": {"type": "TypeError", "message": "the check's function accepts tensors, "
                                           f"arrays, numbers and strings only ({type(e).__name__})"}})
+        if _elements((args, kwargs)) > MAX_CALLBACK_ELEMENTS:
+            return json.dumps({"raised": {"type": "ValueError", "message": "the check's function accepts at most "
+                                          f"{MAX_CALLBACK_ELEMENTS} numbers per call (tensors and arrays together)"}})
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -805,6 +816,19 @@ class Session:
             return json.dumps({"value": self.encode(value)}, allow_nan=True)
         except Exception as e:  # noqa: BLE001  the learner passed something the check's function refuses
             return json.dumps({"raised": {"type": type(e).__name__, "message": _short(e)}})
+
+
+def _elements(x: Any) -> int:
+    """Tensor and array elements in a decoded value (containers searched)."""
+    if isinstance(x, torch.Tensor):
+        return x.numel()
+    if isinstance(x, np.ndarray):
+        return int(x.size)
+    if isinstance(x, (list, tuple)):
+        return sum(_elements(v) for v in x)
+    if isinstance(x, dict):
+        return sum(_elements(k) + _elements(v) for k, v in x.items())
+    return 0
 
 
 _SCALAR_DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
@@ -838,9 +862,19 @@ def _text(x: Any, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def structure_count(data: str | bytes | memoryview) -> int:
+    """Commas and opening brackets in JSON text: a bound on the objects ``json.loads`` builds from it."""
+    if isinstance(data, str):
+        return data.count(",") + data.count("[") + data.count("{")
+    raw = data if isinstance(data, (bytes, bytearray)) else bytes(data)
+    return raw.count(b",") + raw.count(b"[") + raw.count(b"{")
+
+
 def _loads(text: Any) -> Any:
     if not isinstance(text, str) or len(text) > MAX_MESSAGE_CHARS:
         raise KernelUnavailable("sent a reply that is too large or not text", "malformed")
+    if structure_count(text) > MAX_STRUCTURE:
+        raise KernelUnavailable(f"sent a reply with more than {MAX_STRUCTURE} values", "malformed")
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as e:

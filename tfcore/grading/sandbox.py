@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from tfcore.grading.remote import CALLBACK_PREFIX, KernelUnavailable
+from tfcore.grading.remote import CALLBACK_PREFIX, MAX_MESSAGE_CHARS, MAX_STRUCTURE, KernelUnavailable, structure_count
 
 MODES = ("auto", "bwrap", "unshare", "none")
 _PASS_THROUGH = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "LD_LIBRARY_PATH", "SYSTEMROOT")
@@ -65,19 +65,25 @@ class Protections:
     read_only_outside: bool = False
     own_process_namespace: bool = False
     hidden_folders: list[str] = field(default_factory=list)
+    home_hidden: bool = False  # the grader's HOME (bwrap: a fresh tmpfs, with what Python needs shown again)
     limits: dict = field(default_factory=dict)
+    process_limit: bool = True  # False where RLIMIT_NPROC cannot bind (root, or no /proc to count tasks)
 
     def describe(self) -> str:
         parts = [f"sandbox {self.sandbox}", "fresh folder as cwd and HOME", "scrubbed environment"]
         lim = self.limits
         if lim:
             parts.append(f"limits: {lim['cell_timeout']:g} s per cell, {lim['notebook_timeout']:g} s per notebook, "
-                         f"{lim['memory_mb']} MiB memory, {lim['file_size_mb']} MiB per file, CPU time, processes")
+                         f"{lim['memory_mb']} MiB memory, {lim['file_size_mb']} MiB per file, CPU time"
+                         + (", processes" if self.process_limit else
+                            ", NO PROCESS LIMIT (root is exempt from it: grade as an ordinary user)"))
         parts.append("no network" if self.no_network else "NETWORK AVAILABLE")
         parts.append("read-only outside its folder" if self.read_only_outside else "FILES OUTSIDE ITS FOLDER WRITABLE")
         parts.append("own process namespace" if self.own_process_namespace else "SHARED PROCESS NAMESPACE")
         if self.hidden_folders:
             parts.append("graded folders hidden")
+        if self.home_hidden:
+            parts.append("your HOME hidden")
         return ", ".join(parts)
 
     def to_dict(self) -> dict:
@@ -152,8 +158,13 @@ def sandbox_command(mode: str, cmd: list[str], work: Path, ipc: Path, connection
     """``cmd`` wrapped in the ``mode`` sandbox."""
     if mode == "bwrap":
         wrap = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-        for path in _needed_under_tmp():  # a checkout or a virtual environment in /tmp stays visible
+        for path in _needed_under(Path("/tmp")):  # a checkout or a virtual environment in /tmp stays visible
             wrap += ["--ro-bind", path, path]
+        home = grader_home()
+        if home is not None:  # keys, tokens, other courses' files: a learner's error message could carry them
+            wrap += ["--tmpfs", str(home)]  # into the report; what Python needs there stays visible
+            for path in _needed_under(home):
+                wrap += ["--ro-bind", path, path]
         for h in hidden:
             wrap += ["--tmpfs", h]
         wrap += ["--bind", str(work), str(work), "--bind", str(ipc), str(ipc),
@@ -168,18 +179,36 @@ def sandbox_command(mode: str, cmd: list[str], work: Path, ipc: Path, connection
 
 
 def needed_paths() -> list[Path]:
-    """What every kernel must see: tfcore's checkout, the Python installation and its environment."""
+    """What every kernel must see: tfcore's checkout, the Python installation and its environment, and the
+    folders on the grader's ``sys.path`` (user site-packages, editable installs), its working folder aside."""
     import tfcore
 
     paths = [Path(tfcore.__file__).resolve().parents[1], Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(),
              Path(sys.executable).resolve().parent]
+    cwd = Path.cwd().resolve()
+    for entry in sys.path:
+        if entry and os.path.isabs(entry) and os.path.isdir(entry) and Path(entry).resolve() != cwd:
+            paths.append(Path(entry).resolve())
     return list(dict.fromkeys(paths))
 
 
-def _needed_under_tmp() -> list[str]:
-    """The needed paths that bwrap's fresh /tmp would hide (outermost first)."""
-    under = sorted(str(p) for p in needed_paths() if Path("/tmp") in p.parents)
+def _needed_under(folder: Path) -> list[str]:
+    """The needed paths inside ``folder``, which bwrap hides under a fresh tmpfs (outermost first)."""
+    under = sorted(str(p) for p in needed_paths() if folder in p.parents)
     return [p for i, p in enumerate(under) if not any(p.startswith(q + os.sep) for q in under[:i])]
+
+
+def grader_home() -> Path | None:
+    """The grader's HOME, which bwrap hides from the kernel; None where it cannot be hidden (it is /, lies in
+    /tmp, or a needed path holds it)."""
+    try:
+        home = Path.home().resolve()
+    except (RuntimeError, KeyError, OSError):
+        return None
+    if home == Path(home.anchor) or Path("/tmp") in home.parents or home == Path("/tmp") \
+            or any(p == home or p in home.parents for p in needed_paths()):
+        return None
+    return home
 
 
 def _user_tasks() -> int:
@@ -196,6 +225,11 @@ def _user_tasks() -> int:
         if int(fields.get("Uid", "-1").split()[0]) == uid:
             n += int(fields.get("Threads", "1").strip())
     return n
+
+
+def process_limit_works() -> bool:
+    """Can RLIMIT_NPROC bind the kernel? Not for root (exempt), nor without /proc (the tasks cannot be counted)."""
+    return os.getuid() != 0 and Path("/proc/self").is_dir()
 
 
 def _rlimits(limits: Limits, processes: int | None) -> Callable[[], None]:
@@ -244,6 +278,21 @@ def kernel_env(work: Path, extra: dict | None = None) -> dict[str, str]:
 # ----------------------------------------------------------------------------- the kernel
 
 
+def _guarded(unpack: Callable[[bytes], object], on_refused: Callable[[], None] = lambda: None
+             ) -> Callable[[bytes], object]:
+    """``unpack`` (the Jupyter session's JSON parser) refusing a message that would build too many objects:
+    the kernel signs its messages with a key it holds, so it can send any JSON it likes. A refused message
+    is dropped (``Kernel._recv``), as one that does not verify, and ``on_refused`` is called."""
+
+    def guarded(data: bytes) -> object:
+        if structure_count(data) > MAX_STRUCTURE:
+            on_refused()
+            raise ValueError(f"a message with more than {MAX_STRUCTURE} values")
+        return unpack(data)
+
+    return guarded
+
+
 @dataclass
 class CellEvent:
     """The end of one cell: ``ok``, or the error's name and value ("CellTimeoutError" when it timed out)."""
@@ -284,11 +333,13 @@ class Kernel:
         self.hidden = [h for h in (hidden or []) if self.mode != "none"]
         self.protections = Protections(self.mode, no_network=self.mode != "none",
                                        read_only_outside=self.mode == "bwrap", own_process_namespace=self.mode != "none",
-                                       hidden_folders=list(self.hidden), limits=asdict(self.limits))
+                                       hidden_folders=list(self.hidden), limits=asdict(self.limits),
+                                       home_hidden=self.mode == "bwrap" and grader_home() is not None)
         self.proc: subprocess.Popen | None = None
         self.client = None
         self.deadline = float("inf")
         self.dead: str | None = None
+        self.refused = False  # a message of the kernel's was refused unread (too many values)
 
     # --- starting and stopping
     def start(self, timeout: float = 120.0) -> None:
@@ -306,8 +357,8 @@ class Kernel:
         if cmd and cmd[0] in ("python", f"python{sys.version_info[0]}", "python%d.%d" % sys.version_info[:2]):
             cmd[0] = sys.executable
         # RLIMIT_NPROC counts every task of the user (root is exempt; without /proc we cannot count them)
-        processes = None if os.getuid() == 0 or not Path("/proc/self").is_dir() else \
-            _user_tasks() + self.limits.processes
+        processes = _user_tasks() + self.limits.processes if process_limit_works() else None
+        self.protections.process_limit = processes is not None
         self._log = open(self.root / "kernel.log", "wb")
         self.proc = subprocess.Popen(
             sandbox_command(self.mode, cmd, self.work, self.ipc, connection_file, self.hidden),
@@ -315,9 +366,11 @@ class Kernel:
             stdout=subprocess.DEVNULL, stderr=self._log, start_new_session=True,
             preexec_fn=_rlimits(self.limits, processes))
         self._context = zmq.Context()
-        self._context.setsockopt(zmq.MAXMSGSIZE, 512 * 2 ** 20)  # a larger message disconnects the kernel
+        # A message larger than a reply may be disconnects the kernel (its requests then time out).
+        self._context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_CHARS + 2 ** 20)
         self._context.setsockopt(zmq.LINGER, 0)
         self.client = BlockingKernelClient(context=self._context)
+        self.client.session.unpack = _guarded(self.client.session.unpack, self._refused)
         self.client.load_connection_info(info)
         self.client.start_channels(shell=True, iopub=False, stdin=True, hb=False, control=True)
         msg_id = self.client.kernel_info()
@@ -329,6 +382,9 @@ class Kernel:
             raise KernelStopped(f"the kernel did not start ({e.reason})" + (f": {tail}" if tail else "")) from None
         if self.mode == "unshare":
             self.protections.read_only_outside = b"tfcore-sandbox: read-only ok" in self._log_bytes()
+
+    def _refused(self) -> None:
+        self.refused = True
 
     def _log_bytes(self) -> bytes:
         try:
@@ -389,6 +445,9 @@ class Kernel:
                 self.dead = "died (the process exited or crashed)"
                 raise KernelUnavailable(self.dead, "died")
             ready = dict(poller.poll(min(left, 0.5) * 1000))
+            if self.refused:  # its reply, most likely: answer now, not after the time limit
+                self.refused = False
+                raise KernelUnavailable(f"sent a message with more than {MAX_STRUCTURE} values", "malformed")
             if stdin.socket in ready:
                 msg = self._recv(stdin)
                 if msg is not None and msg.get("msg_type") == "input_request":
