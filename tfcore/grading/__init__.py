@@ -306,7 +306,7 @@ class Checker:
         self._calls += 1
         if remote.is_proxy(fn):
             return self._call_remote(fn, args, kwargs, case, hint, first)
-        snapshots = [_snapshot(a) for a in (*args, *kwargs.values())]
+        snapshots = [remote.snapshot(a) for a in (*args, *kwargs.values())]
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -319,7 +319,7 @@ class Checker:
         for (name, value), snap in zip(
             [(f"argument {i + 1}", a) for i, a in enumerate(args)] + [(k, v) for k, v in kwargs.items()], snapshots
         ):
-            if snap is not None and not _unchanged(value, snap):
+            if snap is not None and not remote.unchanged(value, snap):
                 self._changed(name, case)
         return out
 
@@ -620,20 +620,6 @@ class Checker:
             self.fail(f"{self.name} returned a {_type_name(raw)} on {case}: return an int")
         self.fail(f"wrong value on {case}: expected {ref!r}, got {value!r}")
         raise AssertionError  # unreachable
-
-
-def _snapshot(x: Any) -> Any:
-    if isinstance(x, torch.Tensor):
-        return x.detach().clone()
-    if isinstance(x, np.ndarray):
-        return x.copy()
-    return None
-
-
-def _unchanged(x: Any, snap: Any) -> bool:
-    if isinstance(x, torch.Tensor):
-        return x.shape == snap.shape and bool(torch.equal(torch.nan_to_num(x.detach()), torch.nan_to_num(snap)))
-    return x.shape == snap.shape and bool(np.array_equal(x, snap, equal_nan=x.dtype.kind == "f"))
 
 
 def _distance(a: torch.Tensor, b: torch.Tensor, rows: torch.Tensor | None = None) -> float:

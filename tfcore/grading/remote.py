@@ -268,7 +268,7 @@ def _call(req: dict, ctx: _Context) -> dict:
     args = [_dec(a, ctx) for a in req.get("args", [])]
     kwargs = {str(k): _dec(v, ctx) for k, v in req.get("kwargs", {}).items()}
     labels = [f"argument {i + 1}" for i in range(len(args))] + list(kwargs)
-    snapshots = [_snapshot(a) for a in (*args, *kwargs.values())]
+    snapshots = [snapshot(a) for a in (*args, *kwargs.values())]
     spec = req.get("monitor")
     monitor = _resolve(spec["cls"])(*[_dec(a, ctx) for a in spec.get("args", [])]) if spec else None
     threads = torch.get_num_threads()
@@ -283,14 +283,15 @@ def _call(req: dict, ctx: _Context) -> dict:
     finally:
         torch.set_num_threads(threads)
     changed = [label for label, value, snap in zip(labels, (*args, *kwargs.values()), snapshots)
-               if snap is not None and not _unchanged(value, snap)]
+               if snap is not None and not unchanged(value, snap)]
     reply = {"value": _enc(out), "changed": changed, "built": ctx.built}
     if monitor is not None:
         reply["monitor"] = _enc(monitor.report())
     return reply
 
 
-def _snapshot(x: Any) -> Any:
+def snapshot(x: Any) -> Any:
+    """A copy of a tensor or array argument (None for anything else), to see later whether a call changed it."""
     if isinstance(x, torch.Tensor):
         return x.detach().clone()
     if isinstance(x, np.ndarray):
@@ -298,7 +299,8 @@ def _snapshot(x: Any) -> Any:
     return None
 
 
-def _unchanged(x: Any, snap: Any) -> bool:
+def unchanged(x: Any, snap: Any) -> bool:
+    """True when ``x`` still equals its ``snapshot`` (same shape, same values, NaN equal to NaN)."""
     if isinstance(x, torch.Tensor):
         return x.shape == snap.shape and bool(torch.equal(torch.nan_to_num(x.detach()), torch.nan_to_num(snap)))
     return x.shape == snap.shape and bool(np.array_equal(x, snap, equal_nan=x.dtype.kind == "f"))
