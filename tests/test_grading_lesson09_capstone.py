@@ -134,7 +134,7 @@ class GPT(nn.Module):
             for i in range(n_layers))
         if self.BUG == "shared_blocks":
             self.blocks = nn.ModuleList([Block(d_model, n_heads)] * n_layers)
-        self.ln_f = nn.LayerNorm(d_model)
+        self.ln_f = nn.LayerNorm(d_model, eps={"ln_f_eps_1e-3": 1e-3, "ln_f_eps_0.1": 0.1}.get(self.BUG, 1e-5))
 
     def embed(self, tokens):
         x = self.tok_emb(tokens)
@@ -591,6 +591,9 @@ CASES = {
             "ln_eps_1e-6": (with_bug("ln_eps_1e-6"), "the LayerNorms use eps = 1e-6"),
             "ln_eps_1e-12": (with_bug("ln_eps_1e-12"), "the LayerNorms use eps = 1e-12"),
             "ln_unbiased_variance": (with_bug("ln_unbiased"), "divides by the unbiased variance"),
+            "ln_f_eps_1e-3": (with_bug("ln_f_eps_1e-3"), "the blocks agree with tfcore's, but the final LayerNorm "
+                                                         "ln_f uses eps = 1e-3"),
+            "ln_f_eps_0.1": (with_bug("ln_f_eps_0.1"), "ln_f uses eps = 0.1"),
             "tfcore_functional_attention": (with_bug("tfcore_sdpa"), "calls tfcore.attention.scaled_dot_product_attention"),
             "softmax_queries": (with_bug("softmax_queries"), "softmax runs over the queries"),
             "split_view": (with_bug("split_view"), "heads are split by reshaping"),

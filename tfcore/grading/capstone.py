@@ -298,7 +298,8 @@ def _embed(state: dict[str, Tensor], tokens: Tensor, bug: str | None = None) -> 
 
 def _head(state: dict[str, Tensor], x: Tensor, bug: str | None = None) -> Tensor:
     """Final LayerNorm and tied unembedding: (B, T, d_model) -> logits (B, T, V)."""
-    h = x if bug == "no_final_norm" else layer_norm(x, state["ln_f.weight"], state["ln_f.bias"])
+    eps = FINAL_NORM_EPS.get(bug or "", 1e-5)
+    h = x if bug == "no_final_norm" else layer_norm(x, state["ln_f.weight"], state["ln_f.bias"], eps)
     logits = h @ state["tok_emb.weight"].T
     if bug == "probabilities":
         return torch.softmax(logits, dim=-1)
@@ -307,12 +308,18 @@ def _head(state: dict[str, Tensor], x: Tensor, bug: str | None = None) -> Tensor
     return logits
 
 
+# Another eps in ln_f alone: 1e-6 or 1e-12 move the logits by less than the tolerance (they pass: the
+# model computes the same function to float32 precision); these do not.
+FINAL_NORM_EPS = {"ln_f_eps_1e-3": 1e-3, "ln_f_eps_0.1": 0.1}
+
 MODEL_BUGS = (
     ("positions_twice", "the position embeddings are added twice: add pos_emb once, to the token embeddings"),
     ("no_positions", "the position embeddings are missing: x = tok_emb(tokens) + pos_emb(positions 0 .. T-1)"),
     ("scaled_embedding", "the token embeddings are multiplied by sqrt(d_model): the capstone GPT adds them to the "
                          "positions unscaled"),
     ("no_final_norm", "the final LayerNorm ln_f is missing before the unembedding"),
+    *((bug, f"the final LayerNorm ln_f uses eps = {bug.rsplit('_', 1)[1]}: the capstone GPT's is 1e-5 "
+            "(nn.LayerNorm's default)") for bug in FINAL_NORM_EPS),
     ("probabilities", "the model returns probabilities: return the logits (no softmax at the end)"),
     ("log_probabilities", "the model returns log-probabilities: return the logits (no log_softmax at the end)"),
 )
