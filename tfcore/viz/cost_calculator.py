@@ -11,14 +11,12 @@ Every number comes from ``tfcore.complexity`` (a multiply-add is 2 FLOPs):
 
 from __future__ import annotations
 
-import contextlib
 import html
-from typing import Iterator
 
 import numpy as np
 
 from tfcore._checks import require_positive_number
-from tfcore.viz.figures import FastFigure, image_widget, new_figure, widget_bundle
+from tfcore.viz.figures import FastFigure, held, image_widget, new_figure, widget_bundle
 
 SMALL = 9  # points (10 px at 80 dpi)
 # name: (base config, overrides, context length). Published sizes; GPT-2's vocabulary padded to 50304.
@@ -148,18 +146,11 @@ class CostCalculator:
 
     # ------------------------------------------------------------ controls
 
-    @contextlib.contextmanager
-    def _hold(self) -> Iterator[None]:
-        held, self._holding = self._holding, True
-        try:
-            yield
-        finally:
-            self._holding = held
 
     def _load(self, name: str) -> None:
         """Fill the size fields from a named model (no redraw)."""
         config = preset_config(name)
-        with self._hold():
+        with held(self):
             for size in SIZES:
                 self.sizes[size].value = getattr(config, size)
             self.mlp.value = "swiglu" if config.mlp == "swiglu" else "gelu_tanh"
@@ -169,14 +160,14 @@ class CostCalculator:
         if self._holding or change["new"] == CUSTOM:
             return
         self._load(change["new"])
-        with self._hold():
+        with held(self):
             self.seq_len.value = PRESETS[change["new"]][2]
         self._update()
 
     def _on_size(self, change) -> None:
         if self._holding:
             return
-        with self._hold():
+        with held(self):
             self.model.value = CUSTOM
         self._update()
 

@@ -8,10 +8,8 @@ Figures become PNG bytes in ``ipywidgets.Image`` widgets (no ``Output`` widget, 
 
 from __future__ import annotations
 
-import contextlib
 import html
 import math
-from typing import Iterator
 
 import numpy as np
 
@@ -19,6 +17,7 @@ from tfcore.viz.figures import (
     FastFigure,
     HeatmapGrid,
     heatmap_grid,
+    held,
     image_widget,
     new_figure,
     stack_png,
@@ -167,7 +166,7 @@ class AttentionExplorer:
             source_text = self.source.value
         self._capture(text, source_text or None)
         self.error = None
-        with self._hold():
+        with held(self):
             self.text.value = text
             self.source.value = source_text or ""
             self._sync_ranges(keep_query=False)
@@ -251,19 +250,11 @@ class AttentionExplorer:
         self.source.observe(self._on_text, "value")
         self.run_button.on_click(self._on_run)
 
-    @contextlib.contextmanager
-    def _hold(self) -> Iterator[None]:
-        """Change several controls without a redraw for each."""
-        held, self._holding = self._holding, True
-        try:
-            yield
-        finally:
-            self._holding = held
 
     def _sync_ranges(self, keep_query: bool = True) -> None:
         """Fit the head and query sliders to the selected layer (and the text)."""
         h, t_q, _ = self.weights[self.layer.value].shape
-        with self._hold():
+        with held(self):
             for s in (self.head, self.compare_head):
                 s.max = max(h - 1, 0)
             self.query.max = t_q - 1
@@ -280,7 +271,7 @@ class AttentionExplorer:
     def _on_view(self, change) -> None:
         self.compare_head.disabled = change["new"] != "compare"
         if change["new"] == "compare" and self.compare_head.value == self.head.value and self.head.max > 0:
-            with self._hold():  # comparing a head with itself shows nothing: start from the next head
+            with held(self):  # comparing a head with itself shows nothing: start from the next head
                 self.compare_head.value = (self.head.value + 1) % (self.head.max + 1)
         if not self._holding:
             self._render()

@@ -19,10 +19,11 @@ and wider pictures are shrunk to fit. ``drawn_text_px(fig)`` measures it for any
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -288,3 +289,14 @@ def widget_bundle(widget, text: str, picture: bytes, include=None, exclude=None)
     bundle["text/plain"] = text
     bundle["image/png"] = base64.b64encode(picture).decode("ascii")
     return bundle
+
+
+@contextlib.contextmanager
+def held(widget: Any) -> Iterator[None]:
+    """Change several of ``widget``'s controls without a redraw for each: its observers see
+    ``widget._holding`` True and skip, and the caller redraws once afterwards."""
+    before, widget._holding = widget._holding, True
+    try:
+        yield
+    finally:
+        widget._holding = before

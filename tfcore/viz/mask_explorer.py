@@ -7,13 +7,11 @@ zero weights (``tfcore.attention.softmax``; ``torch.softmax`` would give NaN the
 
 from __future__ import annotations
 
-import contextlib
 import html
-from typing import Iterator
 
 import numpy as np
 
-from tfcore.viz.figures import FastFigure, heatmap_grid, image_widget, new_figure, widget_bundle
+from tfcore.viz.figures import FastFigure, heatmap_grid, held, image_widget, new_figure, widget_bundle
 from tfcore.viz.plots import MASK_COLOURS, Heatmap, masked_path
 
 KINDS = ("causal", "padding", "sliding window", "prefix-LM", "packed sequences")
@@ -121,20 +119,13 @@ class MaskExplorer:
             w.observe(self._on_change, "value")
         self._update()
 
-    @contextlib.contextmanager
-    def _hold(self) -> Iterator[None]:
-        held, self._holding = self._holding, True
-        try:
-            yield
-        finally:
-            self._holding = held
 
     def _on_change(self, change) -> None:
         if self._holding:
             return
         if change["owner"] is self.t:
             t = self.t.value
-            with self._hold():  # the parameters' ranges follow T
+            with held(self):  # the parameters' ranges follow T
                 full_length = self.length.value == self.length.max
                 for s in (self.window, self.prefix, self.length):
                     s.max = t
