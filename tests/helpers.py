@@ -12,6 +12,7 @@ from torch import nn
 
 from tfcore.heads import MultiHeadAttention
 from tfcore.model import Transformer, TransformerConfig
+from tfcore.train import TrainConfig
 
 
 def tiny_config(**overrides) -> TransformerConfig:
@@ -29,6 +30,23 @@ def tiny_model(seed: int = 0, **overrides) -> Transformer:
             if name.endswith("bias") or "norm" in name:
                 p.add_(0.1 * torch.randn_like(p))
     return model
+
+
+TRAIN_CORPUS = torch.arange(4000) % 29  # a periodic "text" for training tests: learnable, and no files needed
+
+
+def train_model(seed: int = 0, **overrides) -> Transformer:
+    """A tiny decoder for the training tests (PyTorch's default init, train mode)."""
+    torch.manual_seed(seed)
+    fields = dict(vocab_size=32, d_model=32, n_layers=2, n_heads=4, max_seq_len=32, backend="sdpa")
+    return Transformer(TransformerConfig(**{**fields, **overrides}))
+
+
+def train_config(**overrides) -> TrainConfig:
+    """A training run of a dozen steps on ``TRAIN_CORPUS`` windows, evaluated every 4."""
+    fields = dict(steps=12, batch_size=8, block_size=16, lr=3e-3, min_lr=3e-4, warmup_steps=3, eval_interval=4,
+                  eval_batches=2, log_interval=1, callback_interval=4)
+    return TrainConfig(**{**fields, **overrides})
 
 
 def random_tokens(batch: int, length: int, vocab_size: int, seed: int = 0) -> torch.Tensor:

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import TRAIN_CORPUS, single_thread, train_config, train_model  # noqa: F401 (autouse fixture)
+
 import tfcore.train as tr
 from tfcore.data import induction_batch
 from tfcore.model import Transformer, TransformerConfig
@@ -40,28 +42,8 @@ from tfcore.train import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tiny_model(seed=0, **overrides):
-    torch.manual_seed(seed)
-    fields = dict(vocab_size=32, d_model=32, n_layers=2, n_heads=4, max_seq_len=32, backend="sdpa")
-    return Transformer(TransformerConfig(**{**fields, **overrides}))
+tiny_model, tiny_cfg, CORPUS = train_model, train_config, TRAIN_CORPUS
 
-
-def tiny_cfg(**overrides):
-    fields = dict(steps=12, batch_size=8, block_size=16, lr=3e-3, min_lr=3e-4, warmup_steps=3, eval_interval=4,
-                  eval_batches=2, log_interval=1, callback_interval=4)
-    return TrainConfig(**{**fields, **overrides})
-
-
-CORPUS = torch.arange(4000) % 29  # a periodic "text": learnable, and no files needed
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from more threads, and xdist already runs two workers on two cores."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 # ----------------------------------------------------------------------------- schedule and groups

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import single_thread  # noqa: F401 (autouse fixture: one thread for tiny tensors)
 from torch import nn
 
 from tfcore.checkpoints import CheckpointError, model_from_checkpoint
@@ -63,13 +64,6 @@ def cfg(**overrides) -> TrainConfig:
                   eval_batches=2, log_interval=5, weight_decay=0.0)
     return TrainConfig(**{**fields, **overrides})
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 def test_a_plain_module_learns_the_next_token():

@@ -23,34 +23,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import TRAIN_CORPUS, single_thread, train_config, train_model  # noqa: F401 (autouse fixture)
 
 from tfcore.checkpoints import CheckpointError, latest_checkpoint, load_checkpoint, previous_path
-from tfcore.model import Transformer, TransformerConfig
 from tfcore.optim import lr_at, lr_at_time
 from tfcore.train import StopRequests, TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = torch.arange(4000) % 29  # a periodic "text": learnable, and no files needed
-
-
-def tiny_model(seed=0, **overrides):
-    torch.manual_seed(seed)
-    fields = dict(vocab_size=32, d_model=32, n_layers=2, n_heads=4, max_seq_len=32, backend="sdpa")
-    return Transformer(TransformerConfig(**{**fields, **overrides}))
+CORPUS, tiny_model = TRAIN_CORPUS, train_model
 
 
 def tiny_cfg(**overrides):
-    fields = dict(steps=12, batch_size=8, block_size=16, lr=3e-3, min_lr=3e-4, warmup_steps=3, eval_interval=4,
-                  eval_batches=2, log_interval=1, callback_interval=1)
-    return TrainConfig(**{**fields, **overrides})
+    """``train_config`` with callbacks after every step (where a stop request is seen)."""
+    return train_config(**{"callback_interval": 1, **overrides})
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
