@@ -158,7 +158,8 @@ def _blocks(model: nn.Module) -> dict[str, nn.Module]:
 
 
 @contextlib.contextmanager
-def _eval_no_grad(model: nn.Module) -> Iterator[None]:
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """``with eval_mode(model):`` eval mode and no gradients inside, the previous mode after."""
     was_training = model.training
     model.eval()
     try:
@@ -230,7 +231,7 @@ def residual_norms(model: nn.Module, tokens: Tensor, source: Tensor | None = Non
     A ratio near 0 means a block that writes (almost) nothing; far above 1, a block that
     overwrites the stream.
     """
-    with ResidualNormRecorder(model) as rec, _eval_no_grad(model):
+    with ResidualNormRecorder(model) as rec, eval_mode(model):
         _forward(model, tokens, source, **kwargs)
     return rec.last
 
@@ -288,7 +289,7 @@ def head_means(model: nn.Module, tokens: Tensor, source: Tensor | None = None, *
 
     handles = [m.out_proj.register_forward_pre_hook(hook_for(n, m)) for n, m in layers.items()]
     try:
-        with _eval_no_grad(model):
+        with eval_mode(model):
             _forward(model, tokens, source, **kwargs)
     finally:
         for h in handles:
@@ -366,7 +367,7 @@ def head_ablation_effects(model: nn.Module, tokens: Tensor, mode: str = "zero", 
             return _default_loss(m, tokens, source)
 
     means = head_means(model, tokens if reference is None else reference, source) if mode == "mean" else None
-    with _eval_no_grad(model):
+    with eval_mode(model):
         base = float(loss_fn(model))
         effects: dict[str, Tensor] = {}
         for name, layer in _attention_layers(model).items():
@@ -655,7 +656,7 @@ def head_entropy(model: nn.Module, tokens: Tensor, source: Tensor | None = None,
     """
     from tfcore.model import capture_attention
 
-    with _eval_no_grad(model), capture_attention(model) as captured:
+    with eval_mode(model), capture_attention(model) as captured:
         _forward(model, tokens, source, **kwargs)
     out = {}
     for name, w in captured.items():
@@ -700,7 +701,7 @@ def influence_matrix(model: nn.Module, tokens: Tensor, vocab_size: int, source: 
     _require_vocab(vocab_size)
     t = tokens.shape[1]
     out = torch.zeros(t, t)
-    with _eval_no_grad(model):
+    with eval_mode(model):
         before = _forward(model, tokens, source, **kwargs).float()
         for j in range(t):
             changed = tokens.clone()
@@ -722,7 +723,7 @@ def leakage_test(model: nn.Module, tokens: Tensor, vocab_size: int, positions: I
     if positions is None:
         positions = range(1, t) if t <= 65 else sorted({round(1 + k * (t - 2) / 63) for k in range(64)})
     out: dict[int, list[int]] = {}
-    with _eval_no_grad(model):
+    with eval_mode(model):
         before = _forward(model, tokens, source, **kwargs).float()
         for j in positions:
             if not 0 <= j < t:
@@ -745,7 +746,7 @@ def padding_leakage(model: nn.Module, tokens: Tensor, lengths: Tensor, vocab_siz
     t = tokens.shape[1]
     pad = torch.arange(t)[None, :] >= lengths[:, None]  # (B, T)
     changed = torch.where(pad, (tokens + 1) % vocab_size, tokens)
-    with _eval_no_grad(model):
+    with eval_mode(model):
         before = _forward(model, tokens, source, lengths=lengths).float()
         after = _forward(model, changed, source, lengths=lengths).float()
     moved = (before - after).abs().flatten(2).amax(dim=2) > atol  # (B, T)
@@ -993,7 +994,7 @@ def debugging_checklist(
             return mlm_loss(_forward(m, inputs), targets)
 
     # 1. initial loss
-    with _eval_no_grad(model):
+    with eval_mode(model):
         loss0 = float(loss_fn(model))
     gap = loss0 - log_v
     if not math.isfinite(loss0):

@@ -29,6 +29,7 @@ from tfcore._checks import (
     require_positive_int,
     require_positive_number,
 )
+from tfcore.diagnostics import eval_mode
 from tfcore.model import POSITIONS, Transformer, TransformerConfig
 from tfcore.train import TrainConfig, train
 
@@ -136,16 +137,12 @@ def loss_by_position(model: Transformer, windows: Tensor, length: int | None = N
         raise ValueError(f"length={length} (the windows' T unless given) is longer than max_seq_len={limit} "
                          f"(positions={model.config.positions!r} has no entries beyond it)")
     model.check_token_ids(windows, "windows")
-    was_training = model.training
-    model.eval()
     total = torch.zeros(length, dtype=torch.float64)
-    try:
+    with eval_mode(model):
         for chunk in windows.split(batch_size):
             logits = model(chunk[:, :length])  # (b, length, V)
             losses = F.cross_entropy(logits.transpose(1, 2).float(), chunk[:, 1:length + 1], reduction="none")
             total += losses.double().sum(0)
-    finally:
-        model.train(was_training)
     return (total / len(windows)).float()
 
 

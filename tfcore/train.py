@@ -36,10 +36,10 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Union
+from typing import Any, Callable, Union
 
 import torch
 import torch.distributed as dist
@@ -64,6 +64,7 @@ from tfcore.checkpoints import (  # noqa: F401  (re-exported: lessons and tests 
     set_rng_states,
 )
 from tfcore.distributed import any_rank, distributed_context, setup_distributed, shard  # noqa: F401
+from tfcore.diagnostics import eval_mode
 from tfcore.heads import BACKENDS
 from tfcore.losses import IGNORE_INDEX
 from tfcore.optim import (  # noqa: F401
@@ -712,17 +713,6 @@ class StopRequests:
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         self._previous.clear()
 
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """``with eval_mode(model):`` eval mode and no gradients inside, the previous mode after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
